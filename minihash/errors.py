@@ -1,0 +1,28 @@
+"""The exceptions minihash raises: each names the file and the reason."""
+
+
+class MinihashError(Exception):
+    """Base class of every error minihash raises on purpose."""
+
+
+class AudioError(MinihashError):
+    """An audio file that cannot be used: missing, unreadable, empty, silent, too short.
+
+    Args:
+        path: the file.
+        reason: what is wrong with it, in words a user can act on.
+    """
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class FormatError(MinihashError):
+    """A model or index file that is truncated, tampered with, foreign or of another version."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

@@ -1,0 +1,54 @@
+"""The log-mel front end against a numpy STFT and torchaudio's mel filterbank."""
+import numpy as np
+import pytest
+import torch
+import torchaudio.functional as AF
+
+from minihash.spectrogram import LogMel, MelConfig, log_mel
+
+
+def numpy_log_mel(x, cfg):
+    pad = cfg.n_fft // 2
+    xp = np.pad(x, pad, mode="reflect")
+    n = 1 + (len(xp) - cfg.n_fft) // cfg.hop
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(cfg.n_fft) / cfg.n_fft)  # periodic Hann
+    frames = np.stack([xp[i * cfg.hop : i * cfg.hop + cfg.n_fft] * win for i in range(n)])
+    P = np.abs(np.fft.rfft(frames, axis=1)) ** 2  # (frames, bins)
+    fb = AF.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max, cfg.n_mels, cfg.sr).numpy()
+    return np.log(P @ fb + cfg.eps).T  # (n_mels, frames)
+
+
+def test_matches_numpy_reference():
+    cfg = MelConfig()
+    x = np.random.default_rng(0).standard_normal(cfg.sr).astype(np.float64) * 0.1
+    S = log_mel(x.astype(np.float32), cfg).numpy()
+    ref = numpy_log_mel(x, cfg)
+    assert S.shape == ref.shape == (cfg.n_mels, cfg.frames(cfg.sr)) == (64, 101)
+    np.testing.assert_allclose(S, ref, atol=1e-3)
+
+
+def test_tone_lands_in_its_mel_band_and_gain_is_a_shift():
+    cfg = MelConfig()
+    t = np.arange(cfg.sr) / cfg.sr
+    m = LogMel(cfg)
+    for f in (500.0, 1000.0, 2500.0):
+        S = m(torch.tensor(np.sin(2 * np.pi * f * t), dtype=torch.float32))
+        band = int(S[:, 10:-10].mean(1).argmax())
+        lo, hi = AF.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max, cfg.n_mels, cfg.sr)[:, band].nonzero()[[0, -1]]
+        assert lo * cfg.sr / cfg.n_fft <= f <= hi * cfg.sr / cfg.n_fft
+    x = torch.randn(2, cfg.sr)
+    diff = m(10 * x) - m(x)  # 20 dB louder = + log(100) everywhere
+    torch.testing.assert_close(diff, torch.full_like(diff, float(np.log(100))), atol=1e-3, rtol=0)
+
+
+def test_batched_equals_one_by_one_and_db_mode():
+    cfg = MelConfig(log="db")
+    m = LogMel(cfg)
+    x = torch.randn(3, 8000)
+    S = m(x)
+    assert S.shape == (3, 64, 101)
+    for i in range(3):
+        torch.testing.assert_close(S[i], m(x[i]))
+    assert (S.amax((-2, -1), keepdim=True) - S).max() <= 80.0 + 1e-4
+    with pytest.raises(ValueError):
+        LogMel(MelConfig(f_max=5000))
