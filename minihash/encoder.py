@@ -1,0 +1,459 @@
+"""The encoder: one second of audio to a 128-d unit embedding and K hash logits.
+
+The transformer follows Singh, Demuynck and Arora, "Simultaneously learning
+robust audio embeddings and balanced hash codes for query-by-example" (ICASSP
+2023, arXiv 2211.11060): the log-mel image of a 1 s window is cut into ten
+full-band 100 ms patches, each patch becomes a token, a pre-norm transformer
+lets the tokens attend to each other, and two heads read the pooled result: an
+embedding head (L2-normalised, for re-ranking) and a hash head (K logits, whose
+signs are the K-bit code of the hash table). The baseline `ConvEncoder` is the
+Neural Audio Fingerprint of Chang et al. (ICASSP 2021, arXiv 2010.11910):
+separable 1x3 / 3x1 convolutions and a split ("divide and encode") projection.
+Both take raw 8 kHz windows and own their log-mel front end, so any model file
+is self-contained: the config in its JSON says how to hear.
+
+Notebook: 04_contrastive_embeddings.ipynb
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .errors import FormatError
+from .spectrogram import LogMel, MelConfig
+
+ARCHS = ("transformer", "cnn")
+PRESETS = {
+    # trains on a 2-core CPU in minutes: for tests, CI and the notebooks
+    "tiny": dict(width=64, depth=2, heads=4, ff=128),
+    # the shipped model: ~0.9 M parameters (3.6 MB), a useful model in 1-2 h on 2 CPU cores
+    "small": dict(width=128, depth=4, heads=4, ff=512),
+    # the published size; the paper hears 16 kHz audio, minihash 8 kHz (as NAFP), with the same
+    # 64 mels and ten 100 ms patches. Dropout is not stated there: 0.1 is the usual transformer value.
+    "paper": dict(width=128, depth=8, heads=8, ff=2048, dropout=0.1),
+    # NAFP: 256 mels x 32 frames (n_fft 1024, hop 256 at 8 kHz) and channels 128 ... 1024
+    "nafp": dict(arch="cnn", width=128, depth=8, mel=dict(n_fft=1024, hop=256, n_mels=256)),
+    # the same CNN with a quarter of the channels (32 ... 256): as many parameters as `small`,
+    # so the baseline trains on a CPU too (the full `nafp` is ~25x slower per batch than `small`)
+    "nafp-small": dict(arch="cnn", width=32, depth=8, mel=dict(n_fft=1024, hop=256, n_mels=256)),
+}
+
+
+@dataclass
+class ModelConfig:
+    mel: MelConfig = field(default_factory=MelConfig)
+    arch: str = "transformer"  # "transformer" (Singh et al.) or "cnn" (NAFP)
+    patch_frames: int = 10  # 100 ms full-band patches: 100 frames -> 10 tokens
+    width: int = 128  # token size; for the CNN the channels of the first block (doubled every 2 blocks)
+    depth: int = 4  # transformer blocks; for the CNN separable-conv blocks (at most 8)
+    heads: int = 4
+    ff: int = 512  # hidden size of the transformer MLP
+    dropout: float = 0.0
+    emb_dim: int = 128
+    K: int = 16  # hash bits: 2^K buckets
+    win_s: float = 1.0
+
+    def __post_init__(self):
+        if isinstance(self.mel, dict):  # from JSON
+            self.mel = MelConfig(**self.mel)
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch == "transformer" and (self.width % self.heads or self.n_tokens < 1):
+            raise ValueError(f"need width % heads == 0 and >= 1 patch, got width={self.width}, "
+                             f"heads={self.heads}, {self.n_frames} frames / {self.patch_frames}")
+        last = self.width << ((self.depth - 1) // 2)  # the CNN's last channels
+        if self.arch == "cnn" and not (1 <= self.depth <= 8 and last % self.emb_dim == 0):
+            raise ValueError(f"the CNN needs 1 <= depth <= 8 and its last channels ({last}) divisible by emb_dim")
+        if not 1 <= self.K <= 63:
+            raise ValueError(f"K must be 1..63 bits, got {self.K}")
+
+    @property
+    def n_samples(self) -> int:
+        return round(self.win_s * self.mel.sr)
+
+    @property
+    def n_frames(self) -> int:
+        return self.mel.frames(self.n_samples)
+
+    @property
+    def n_tokens(self) -> int:
+        return self.n_frames // self.patch_frames  # 101 frames -> 10 tokens, the last frame is dropped
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "ModelConfig":
+        """A named configuration (`tiny`, `small`, `paper`, `nafp`), optionally with fields changed."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        return replace(cls(**PRESETS[name]), **overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(**d)
+
+
+def normalize_window(S: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance per window: a louder recording shifts a log-mel image, so
+    removing the mean makes the encoder deaf to loudness. (B, n_mels, frames) -> same."""
+    mu = S.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+    return (S - mu) / (S.std(dim=(1, 2), keepdim=True) + eps)
+
+
+# ---- the transformer (Singh et al. 2023)
+
+class PatchEmbed(nn.Module):
+    """Full-band time patches to tokens: (B, n_mels, frames) -> (B, N, width).
+
+    A linear map of each flattened (n_mels x patch_frames) patch; the same as a Conv2d with
+    kernel = stride = (n_mels, patch_frames) whose weight is this one reshaped.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.P, self.N = cfg.patch_frames, cfg.n_tokens
+        self.proj = nn.Linear(cfg.mel.n_mels * cfg.patch_frames, cfg.width)
+
+    def forward(self, S: torch.Tensor) -> torch.Tensor:
+        B, M, _ = S.shape
+        X = S[:, :, : self.N * self.P].reshape(B, M, self.N, self.P)  # (B, M, N, P)
+        X = X.permute(0, 2, 1, 3).reshape(B, self.N, M * self.P)  # (B, N, M*P), mel-major as Conv2d
+        return self.proj(X)  # (B, N, width)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention, laid out as `nn.MultiheadAttention` (one qkv matrix, q then k then v).
+
+    With `return_attn` the attention is computed by hand, softmax(q k^T / sqrt(d)) v, and the
+    weights are returned; otherwise the fused `F.scaled_dot_product_attention` does the same maths.
+    """
+
+    def __init__(self, width: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, N, D)
+        q, k, v = (t.view(B, N, self.heads, D // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d)
+        A = None
+        if return_attn:
+            A = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(dim=-1)  # (B, h, N, N)
+            y = self.drop(A) @ v  # (B, h, N, d)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, N, D)  # heads side by side again
+        return self.drop(self.proj(y)), A
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x)). Norming before each
+    sublayer keeps the residual path an identity, which trains without warm-up tricks."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.width)
+        self.attn = SelfAttention(cfg.width, cfg.heads, cfg.dropout)
+        self.ln2 = nn.LayerNorm(cfg.width)
+        self.mlp = nn.Sequential(nn.Linear(cfg.width, cfg.ff), nn.GELU(), nn.Linear(cfg.ff, cfg.width),
+                                 nn.Dropout(cfg.dropout))
+
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        a, A = self.attn(self.ln1(x), return_attn)
+        x = x + a  # (B, N, D)
+        return x + self.mlp(self.ln2(x)), A
+
+
+class Encoder(nn.Module):
+    """What every minihash encoder shares: the log-mel front end, the raw-audio `forward`, and
+    `fingerprint` for many windows. Subclasses define `encode_mel(S) -> (emb, logits)`."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.frontend = LogMel(cfg.mel)
+
+    def forward(self, x: torch.Tensor):
+        """(B, T) raw windows (T = win_s * sr) -> (emb (B, emb_dim) unit norm, logits (B, K))."""
+        if x.dim() != 2 or x.shape[1] != self.cfg.n_samples:
+            raise ValueError(f"expected windows of shape (B, {self.cfg.n_samples}) ({self.cfg.win_s} s at "
+                             f"{self.cfg.mel.sr} Hz), got {tuple(x.shape)}")
+        return self.encode_mel(self.frontend(x))
+
+    @torch.no_grad()
+    def fingerprint(self, windows, batch_size: int = 256):
+        """Embeddings and hash logits of many windows, in eval mode (the mode is restored after).
+
+        Args:
+            windows: (N, T) float array or tensor of raw windows.
+            batch_size: windows per forward pass.
+
+        Returns:
+            (emb np.float32 (N, emb_dim), logits np.float32 (N, K)).
+
+        Notebook: 04_contrastive_embeddings.ipynb
+        """
+        was_training, dev = self.training, next(self.parameters()).device
+        self.eval()
+        N, embs, logits = len(windows), [], []
+        with tqdm(total=N, desc="fingerprinting", unit="win", disable=N <= 4096) as bar:
+            for i in range(0, N, batch_size):
+                e, l = self(torch.as_tensor(windows[i:i + batch_size], dtype=torch.float32).to(dev))
+                embs.append(e.float().cpu().numpy())
+                logits.append(l.float().cpu().numpy())
+                bar.update(len(e))
+        self.train(was_training)
+        if not N:
+            return np.zeros((0, self.cfg.emb_dim), np.float32), np.zeros((0, self.cfg.K), np.float32)
+        return np.concatenate(embs), np.concatenate(logits)
+
+
+class Fingerprinter(Encoder):
+    """Patches -> learned positions -> pre-norm transformer -> mean pool -> embedding and hash heads.
+
+    Positions are learned (as in ViT/AST): there are only N = 10 fixed slots. The tokens are
+    mean-pooled rather than read from a [CLS] token: every 100 ms patch gets an equal say, which
+    suits a window whose content slides by a time offset, and the attention maps stay patch-to-patch.
+
+    Notebook: 04_contrastive_embeddings.ipynb
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.patch = PatchEmbed(cfg)
+        self.pos = nn.Parameter(0.02 * torch.randn(1, cfg.n_tokens, cfg.width))  # (1, N, D)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.ln_f = nn.LayerNorm(cfg.width)
+        self.emb_head = nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.emb_dim))
+        self.hash_head = nn.Linear(cfg.width, cfg.K)
+
+    def encode_mel(self, S: torch.Tensor, return_attn: bool = False):
+        """(B, n_mels, frames) log-mel -> (emb (B, emb_dim), logits (B, K)) [, attn (B, depth, heads, N, N)]."""
+        x = self.drop(self.patch(normalize_window(S)) + self.pos)  # (B, N, D)
+        maps = []
+        for block in self.blocks:
+            x, A = block(x, return_attn)
+            maps.append(A)
+        h = self.ln_f(x).mean(dim=1)  # (B, D)
+        emb = F.normalize(self.emb_head(h), dim=-1)  # (B, emb_dim) on the unit sphere
+        logits = self.hash_head(h)  # (B, K)
+        return (emb, logits, torch.stack(maps, dim=1)) if return_attn else (emb, logits)
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention weights of every block and head: x (B, T) raw or (B, n_mels, frames) log-mel
+        -> (B, depth, heads, N, N), rows sum to 1 (row i: where token i looks)."""
+        S = self.frontend(x) if x.dim() == 2 else x
+        return self.encode_mel(S, return_attn=True)[2]
+
+
+# ---- the CNN baseline (Chang et al. 2021)
+
+class SepConv(nn.Module):
+    """NAFP block: a 1x3 convolution along time, then 3x1 along frequency, each followed by ELU and a
+    layer norm over (C, F, T) (GroupNorm with one group: NAFP's layer_norm2d, with per-channel affine)."""
+
+    def __init__(self, c_in: int, c_out: int, stride_t: int, stride_f: int = 2):
+        super().__init__()
+        self.conv_t = nn.Conv2d(c_in, c_out, (1, 3), stride=(1, stride_t), padding=(0, 1))
+        self.norm_t = nn.GroupNorm(1, c_out)
+        self.conv_f = nn.Conv2d(c_out, c_out, (3, 1), stride=(stride_f, 1), padding=(1, 0))
+        self.norm_f = nn.GroupNorm(1, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, T) -> (B, C', ceil(F/2), ceil(T/s))
+        x = self.norm_t(F.elu(self.conv_t(x)))
+        return self.norm_f(F.elu(self.conv_f(x)))
+
+
+class ConvEncoder(Encoder):
+    """The NAFP-style CNN with minihash's interface: 8 separable blocks take NAFP's 256 x 32
+    image to 1 x 1 x 1024; each of the emb_dim slices of 1024 / emb_dim channels gets its own
+    small MLP (Linear -> ELU -> Linear to one number: "divide and encode"), then L2 norm.
+    The hash head is the same linear map to K logits as the transformer's.
+
+    Notebook: 04_contrastive_embeddings.ipynb
+    """
+
+    TIME_STRIDES = (2, 2, 2, 2, 1, 2, 1, 2)  # NAFP's; frequency is halved by every block
+
+    def __init__(self, cfg: ModelConfig, hidden: int = 32):
+        super().__init__(cfg)
+        chans = [cfg.width << (i // 2) for i in range(cfg.depth)]  # d, d, 2d, 2d, 4d, 4d, 8d, 8d
+        self.convs = nn.Sequential(*(SepConv(c_in, c, s) for c_in, c, s in
+                                     zip([1] + chans[:-1], chans, self.TIME_STRIDES)))
+        h, q = chans[-1], cfg.emb_dim
+        # grouped 1x1 convolutions = q independent MLPs, one per consecutive slice of h / q channels
+        self.split_head = nn.Sequential(nn.Conv1d(h, q * hidden, 1, groups=q), nn.ELU(),
+                                        nn.Conv1d(q * hidden, q, 1, groups=q))
+        self.hash_head = nn.Linear(h, cfg.K)
+
+    def encode_mel(self, S: torch.Tensor):
+        """(B, n_mels, frames) log-mel -> (emb (B, emb_dim), logits (B, K))."""
+        x = self.convs(normalize_window(S).unsqueeze(1))  # (B, h, F', T'): 1 x 1 for NAFP's input
+        h = x.mean(dim=(2, 3))  # (B, h); NAFP flattens, the same when F' = T' = 1
+        emb = F.normalize(self.split_head(h.unsqueeze(-1)).squeeze(-1), dim=-1)  # (B, emb_dim)
+        return emb, self.hash_head(h)
+
+
+def build_model(cfg: ModelConfig) -> Encoder:
+    """The encoder that `cfg.arch` names: `Fingerprinter` or `ConvEncoder`."""
+    return Fingerprinter(cfg) if cfg.arch == "transformer" else ConvEncoder(cfg)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---- model files
+
+FORMAT = "minihash-model"
+FORMAT_VERSION = 1
+SHIPPED = Path(__file__).parent / "models" / "small.safetensors"
+
+
+def _weights(model: nn.Module) -> dict:
+    # the mel filterbank and window are rebuilt from the config, so they are not stored
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("frontend.")}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(model: Encoder, path, extra: dict | None = None) -> Path:
+    """Write a model file: weights as safetensors, and the JSON beside it.
+
+    Args:
+        model: a `Fingerprinter` or `ConvEncoder`.
+        path: the weights file (`.safetensors`); the config goes to `path.with_suffix('.json')`
+            with the format version, the sha256 and size of the weights and the minihash version.
+        extra: anything JSON-serialisable to keep with it (training settings, validation scores).
+
+    Returns:
+        The weights path. Each file is written under a temporary name and renamed into place,
+        so a crash never leaves a half-written file behind a valid name.
+
+    Notebook: 05_contrastive_learning.ipynb
+    """
+    from safetensors.torch import save_file
+
+    from . import __version__
+
+    path = Path(path)
+    if path.suffix == ".json":
+        raise ValueError(f"{path}: give the weights path (.safetensors); the .json is written beside it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmps = [tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp") for _ in range(2)]
+    for fd, _ in tmps:
+        os.close(fd)
+    (_, tmp_w), (_, tmp_j) = tmps
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in _weights(model).items()}, tmp_w)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "minihash_version": __version__,
+                "config": model.cfg.to_dict(), "sha256": _sha256(Path(tmp_w)), "size": os.path.getsize(tmp_w),
+                "parameters": count_parameters(model), **({"extra": extra} if extra else {})}
+        Path(tmp_j).write_text(json.dumps(meta, indent=2))
+        os.replace(tmp_w, path)  # weights first: a crash in between leaves a detectable checksum mismatch
+        os.replace(tmp_j, path.with_suffix(".json"))
+    finally:
+        for _, tmp in tmps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return path
+
+
+def _read_meta(path: Path) -> dict:
+    """The JSON beside the weights, checked against the weights file's size and checksum."""
+    if not path.is_file():
+        raise FormatError(path, "no such model file")
+    jpath = path.with_suffix(".json")
+    try:
+        meta = json.loads(jpath.read_text())
+    except FileNotFoundError:
+        raise FormatError(path, f"its config file {jpath.name} is missing (save_model writes both)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(jpath, f"config file is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise FormatError(jpath, f"not a minihash model config (format tag is not {FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise FormatError(jpath, f"model format version {meta.get('format_version')!r}, this minihash reads "
+                                 f"version {FORMAT_VERSION}: retrain or re-save the model with this version")
+    size, saved = path.stat().st_size, meta.get("size")
+    if isinstance(saved, int) and size < saved:
+        raise FormatError(path, f"truncated: {size} of {saved} bytes")
+    if meta.get("sha256") != _sha256(path):
+        raise FormatError(path, "checksum mismatch: the weights were modified or corrupted after saving")
+    return meta
+
+
+def load_model(path=None, map_location="cpu") -> Encoder:
+    """Load a model saved by `save_model`.
+
+    Args:
+        path: the `.safetensors` file (its `.json` beside it); None loads the shipped
+            `minihash/models/small.safetensors`.
+        map_location: device to load onto.
+
+    Returns:
+        The model, in eval mode.
+
+    Raises:
+        FormatError: missing, truncated, tampered (checksum), foreign (not safetensors, a pickle,
+            wrong keys or shapes) or of another format version, with the reason. Weights are read
+            with safetensors only: a file is never unpickled.
+
+    Notebook: 07_index_and_search.ipynb
+    """
+    from safetensors.torch import load_file
+
+    if path is None and not SHIPPED.is_file():
+        raise FormatError(SHIPPED, "the shipped model is missing: train it with `minihash train --preset small "
+                                   "-o minihash/models/small.safetensors`, or pass the path of a model file")
+    path = Path(SHIPPED if path is None else path)
+    meta = _read_meta(path)
+    try:
+        W = load_file(str(path), device=str(map_location))
+    except Exception as e:  # safetensors raises its own error type for every malformed header
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head == b"PK" or head[:1] == b"\x80":  # torch.save's zip, or a bare pickle
+            raise FormatError(path, "a pickled PyTorch checkpoint, not safetensors: minihash never unpickles "
+                                    "files (unsafe); convert it with save_model") from None
+        raise FormatError(path, f"not a safetensors file ({e})") from None
+    try:
+        model = build_model(ModelConfig.from_dict(meta["config"]))
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise FormatError(path.with_suffix(".json"), f"invalid model config ({e})") from None
+    want = _weights(model)
+    missing, unexpected = sorted(want.keys() - W.keys()), sorted(W.keys() - want.keys())
+    if missing or unexpected:
+        raise FormatError(path, f"wrong keys for a {model.cfg.arch} model: missing {missing[:3]}, unexpected "
+                                f"{unexpected[:3]} ({len(missing)} and {len(unexpected)} in all)")
+    for k, v in W.items():
+        if v.shape != want[k].shape or v.dtype != want[k].dtype:
+            raise FormatError(path, f"wrong shape for {k}: {tuple(v.shape)} {v.dtype} in the file, the config "
+                                    f"needs {tuple(want[k].shape)} {want[k].dtype}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise FormatError(path, f"non-finite values in {k}")
+    model.load_state_dict(W, strict=False)  # strict on everything but the rebuilt front end, checked above
+    return model.to(map_location).eval()
