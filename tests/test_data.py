@@ -1,0 +1,274 @@
+"""Tests of minihash.data: the procedural corpus, the noise bank, AudioFolder and training pairs."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy import signal
+
+from minihash import data
+from minihash.errors import AudioError
+from minihash.spectrogram import log_mel
+
+SR = 8000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # small tensors: on a shared 2-core machine intra-op threads cost more than they give
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIHASH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return data.synth_tracks(12, 10.0, seed=0, cache=False)
+
+
+# ----------------------------------------------------------------------------
+# the procedural corpus
+
+
+def test_synth_deterministic_and_independent_of_n(corpus):
+    again = data.synth_tracks(5, 10.0, seed=0, cache=False)
+    for a, b in zip(again, corpus):
+        np.testing.assert_array_equal(a, b)
+    other = data.synth_track(0, 10.0, seed=1, cache=False)
+    assert not np.allclose(other, corpus[0])
+    for x in corpus:
+        assert x.dtype == np.float32 and x.shape == (10 * SR,)
+        assert np.isfinite(x).all()
+        assert abs(np.abs(x).max() - 0.9) < 1e-4
+        assert np.sqrt(np.mean(x ** 2)) > 0.03  # music, not near-silence
+
+
+def test_cache_round_trip_and_corrupt_file(corpus, tmp_cache):
+    first = data.synth_tracks(3, 10.0, seed=0)  # generates and writes
+    files = sorted((tmp_cache / "synth").glob("*.npy"))
+    assert len(files) == 3
+    assert not list((tmp_cache / "synth").glob("*.tmp"))  # atomic writes leave no temp file
+    for a, b in zip(first, corpus):
+        np.testing.assert_array_equal(a, b)
+    # a cached file is what is read back: prove it by planting a valid-looking different track
+    planted = data.synth_track(7, 10.0, seed=0, cache=False)
+    np.save(files[1], planted)
+    np.testing.assert_array_equal(data.synth_track(1, 10.0, seed=0), planted)
+    # corrupt files (truncated, garbage bytes, wrong shape, pickled object) are regenerated
+    for bad in (files[0].read_bytes()[:100], b"\x93NUMPY garbage", None, "pickle"):
+        if bad is None:
+            np.save(files[0], np.zeros(5, np.float32))
+        elif bad == "pickle":
+            np.save(files[0], np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        else:
+            files[0].write_bytes(bad)
+        np.testing.assert_array_equal(data.synth_track(0, 10.0, seed=0), corpus[0])
+        np.testing.assert_array_equal(np.load(files[0]), corpus[0])  # and rewritten
+
+
+def _frame_windows(x):
+    """Z-normalised 1 s log-mel windows at every 10 ms frame, from one spectrogram of the whole track."""
+    S = log_mel(x)  # (64, frames)
+    F = S.unfold(1, 101, 1).permute(1, 0, 2).flatten(1)  # (frames - 100, 64 * 101)
+    F = F - F.mean(1, keepdim=True)
+    return F / F.norm(dim=1, keepdim=True)
+
+
+def test_sections_repeat_within_tracks():
+    # queries every 0.5 s against windows every 10 ms, at least 2 s away: a repeated
+    # section must give near-duplicates (r > 0.9) in most tracks
+    shares = []
+    for x in data.synth_tracks(4, 20.0, seed=0, cache=False):
+        D = _frame_windows(x)  # (N, D)
+        q = torch.arange(0, len(D), 50)
+        S = D[q] @ D.T  # (Q, N)
+        S[(q[:, None] - torch.arange(len(D))[None, :]).abs() < 200] = -2.0
+        shares.append((S.amax(1) > 0.9).float().mean().item())
+    assert sum(s > 0.1 for s in shares) >= 3, shares
+
+
+def test_tracks_are_not_copies_of_each_other(corpus):
+    share = data.cross_track_duplicates(corpus)
+    assert share < 0.01
+    # the measure can fail: a corpus holding a copy (here gain-changed) is caught
+    dup = data.cross_track_duplicates(corpus[:3] + [0.5 * corpus[1]])
+    assert dup > 0.45
+
+
+def test_cross_track_duplicates_matches_naive_loop(corpus):
+    tracks = [x[: 4 * SR] for x in corpus[:4]] + [np.roll(corpus[0][: 4 * SR], 2000)]
+    feats = [data.window_features(x) for x in tracks]
+    best = []
+    for i, Fi in enumerate(feats):
+        for f in Fi:
+            others = [np.corrcoef(f.numpy(), g.numpy())[0, 1] for j, Fj in enumerate(feats) if j != i for g in Fj]
+            best.append(max(others))
+    for thr in (0.5, 0.8, 0.95):
+        expect = np.mean(np.array(best) > thr)
+        assert data.cross_track_duplicates(tracks, threshold=thr, block=7) == pytest.approx(expect, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# the noise bank
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return data.noise_bank(8.0, seed=0)
+
+
+def _slope_db_per_octave(x):
+    f, P = signal.welch(x, fs=SR, nperseg=4096)
+    m = (f >= 50) & (f <= 3000)
+    return np.polyfit(np.log2(f[m]), 10 * np.log10(P[m]), 1)[0]
+
+
+def test_noise_bank_kinds_and_determinism(bank):
+    assert set(bank) == set(data.NOISE_KINDS) == {"pink", "brown", "babble", "traffic", "rain", "clicks", "hum"}
+    again, other = data.noise_bank(8.0, seed=0), data.noise_bank(8.0, seed=1)
+    for k, x in bank.items():
+        assert x.dtype == np.float32 and x.shape == (8 * SR,)
+        assert np.isfinite(x).all() and np.sqrt(np.mean(x ** 2)) > 5e-3
+        np.testing.assert_array_equal(x, again[k])
+        assert np.abs(x - other[k]).max() > 0.1
+
+
+def test_noise_spectral_shapes(bank):
+    assert _slope_db_per_octave(bank["pink"]) == pytest.approx(-3.01, abs=0.4)
+    assert _slope_db_per_octave(bank["brown"]) == pytest.approx(-6.02, abs=0.4)
+    for seed in (0, 1, 2, 3):
+        hum = data.noise_bank(4.0, seed=seed)["hum"]
+        f, P = signal.welch(hum, fs=SR, nperseg=8192)
+        peak = f[np.argmax(P)]
+        assert min(abs(peak - 50), abs(peak - 60)) < 1.5, peak
+    # traffic is a low rumble, rain and babble sit in the speech band
+    for k, lo, hi in (("traffic", 0, 500), ("babble", 100, 3000), ("rain", 400, 3600)):
+        f, P = signal.welch(bank[k], fs=SR, nperseg=2048)
+        assert P[(f >= lo) & (f <= hi)].sum() > 0.7 * P.sum(), k
+
+
+# ----------------------------------------------------------------------------
+# AudioFolder
+
+
+def test_audio_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "music"
+    (root / "sub").mkdir(parents=True)
+    good = 0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * SR) / SR).astype(np.float32)
+    sf.write(root / "good.wav", good, SR)
+    (root / "sub" / "copy.wav").write_bytes((root / "good.wav").read_bytes())
+    sf.write(root / "b.flac", 0.2 * rng.standard_normal(3 * 16000).astype(np.float32), 16000)
+    (root / "corrupt.wav").write_bytes(rng.bytes(4000))
+    (root / "empty.wav").write_bytes(b"")
+    (root / "text.wav").write_text("this is not audio\n" * 50)
+    (root / "notes.txt").write_text("not listed: not an audio extension")
+
+    af = data.AudioFolder(root, progress=False)
+    assert af.names == ["b.flac", "good.wav"]
+    assert len(af) == 2 and len(af.tracks) == 2
+    assert af[1].shape == (2 * SR,) and af[0].shape == (3 * SR,)  # the flac is resampled to 8 kHz
+    np.testing.assert_allclose(af[1], good, atol=1e-4)
+    assert af.duplicates == [("sub/copy.wav", "good.wav")]
+    assert sorted(name for name, _ in af.errors) == ["corrupt.wav", "empty.wav", "text.wav"]
+    assert all(reason for _, reason in af.errors)
+    text = af.summary()
+    assert "2 tracks" in text and "corrupt.wav" in text and "sub/copy.wav" in text and "empty" in text
+
+
+# ----------------------------------------------------------------------------
+# training pairs
+
+
+def scaled_noisy(x, generator=None):
+    """A picklable stand-in for distort.Distorter: gain and noise from the generator."""
+    return 0.5 * x + 0.01 * torch.randn(x.shape, generator=generator)
+
+
+def test_pair_dataset_batches(corpus):
+    tracks = corpus[:4] + [np.zeros(3 * SR, np.float32)]  # a silent track is never drawn
+    ds = data.PairDataset(tracks, scaled_noisy, batch_size=16, seed=3)
+    clean, dist = next(iter(ds))
+    assert clean.shape == dist.shape == (16, SR) and clean.dtype == dist.dtype == torch.float32
+    assert (clean.pow(2).mean(1).sqrt() >= 1e-3).all()
+    # each clean window is a real excerpt of one of the tracks
+    flat = np.concatenate(corpus[:4])
+    for w in clean[:4].numpy():
+        hits = np.flatnonzero(flat[:-SR] == w[0])
+        assert any(np.array_equal(flat[h:h + SR], w) for h in hits)
+    # the distortion is applied to the window itself, with the dataset's generator
+    assert (dist - 0.5 * clean).abs().max() < 0.1 and (dist - 0.5 * clean).std() > 1e-3
+    a = [b for _, b in zip(range(3), iter(ds))]
+    b = [b for _, b in zip(range(3), iter(data.PairDataset(tracks, scaled_noisy, batch_size=16, seed=3)))]
+    c = next(iter(data.PairDataset(tracks, scaled_noisy, batch_size=16, seed=4)))
+    for (c1, d1), (c2, d2) in zip(a, b):
+        assert torch.equal(c1, c2) and torch.equal(d1, d2)
+    assert not torch.equal(a[0][0], c[0])
+    assert not torch.equal(a[0][0], a[1][0])
+
+
+def test_pair_dataset_context_and_loader_workers(corpus):
+    ds = data.PairDataset(corpus[:3], lambda x, generator=None: x * 2, batch_size=4, context_s=0.25)
+    clean, dist = next(iter(ds))
+    assert clean.shape == dist.shape == (4, SR) and torch.allclose(dist, 2 * clean)
+    loader = data.make_loader(corpus[:4], scaled_noisy, batch_size=8, num_workers=2, seed=0)
+    batches = [b for _, b in zip(range(4), loader)]
+    assert all(c.shape == (8, SR) and d.shape == (8, SR) for c, d in batches)
+    assert not torch.equal(batches[0][0], batches[1][0])  # workers 0 and 1 draw different streams
+    # worker 0's stream is the single-process stream with the same seed
+    single = next(iter(data.PairDataset(corpus[:4], scaled_noisy, batch_size=8, seed=0)))
+    assert torch.equal(batches[0][0], single[0])
+
+
+def test_random_windows(corpus):
+    a = data.random_windows(corpus[:3], 10, seed=5)
+    assert a.shape == (10, SR) and a.dtype == torch.float32
+    assert torch.equal(a, data.random_windows(corpus[:3], 10, seed=5))
+    assert not torch.equal(a, data.random_windows(corpus[:3], 10, seed=6))
+
+
+# ----------------------------------------------------------------------------
+# real noise and rooms
+
+
+def test_training_noise_and_rirs(tmp_path):
+    rng = np.random.default_rng(1)
+    for d in ("noise", "speech", "rirs"):
+        (tmp_path / d).mkdir()
+    for i in range(20):
+        sf.write(tmp_path / "noise" / f"n{i:02d}.wav", (0.1 * rng.standard_normal(SR)).astype(np.float32), SR)
+    for i in range(10):
+        sf.write(tmp_path / "speech" / f"s{i}.wav", (0.1 * rng.standard_normal(SR)).astype(np.float32), SR)
+    t = np.arange(800) / SR
+    sf.write(tmp_path / "rirs" / "room.wav", (rng.standard_normal(800) * np.exp(-t / 0.02)).astype(np.float32), SR)
+
+    procedural = data.training_noise(split="train")
+    assert len(procedural) == len(data.NOISE_KINDS)
+    assert not np.array_equal(procedural[0], data.training_noise(split="eval")[0])
+    train = data.training_noise([tmp_path / "noise"], [tmp_path / "speech"], split="train", seconds=2.0)
+    evaln = data.training_noise([tmp_path / "noise"], [tmp_path / "speech"], split="eval", seconds=2.0)
+    real_train, real_eval = [x for x in train if x.size == SR], [x for x in evaln if x.size == SR]
+    assert len(real_train) + len(real_eval) == 20 and real_train and real_eval
+    assert not any(np.array_equal(a, b) for a in real_train for b in real_eval)  # disjoint splits
+    babble = [x for x in train if x.size == 2 * SR]
+    assert babble and all(np.isfinite(x).all() and x.std() > 0.01 for x in babble)
+    rirs = data.load_rirs(tmp_path / "rirs")
+    assert len(rirs) == 1 and rirs[0].shape == (800,)
+    (tmp_path / "empty").mkdir()
+    for missing in (tmp_path / "empty", tmp_path / "missing"):
+        with pytest.raises(AudioError):
+            data.load_rirs([missing])
+
+
+def test_pair_dataset_with_the_distorter(corpus):
+    distort = pytest.importorskip("minihash.distort")
+    d = distort.Distorter(distort.DistortConfig(), data.noise_bank(2.0, seed=0), None, n_rirs=4)
+    clean, dist = next(iter(data.PairDataset(corpus[:4], d, batch_size=8, seed=0)))
+    assert clean.shape == dist.shape == (8, SR) and torch.isfinite(dist).all()
+    assert not torch.equal(clean, dist)
