@@ -223,6 +223,54 @@ class Encoder(nn.Module):
         return np.concatenate(embs), np.concatenate(logits)
 
 
+    @torch.no_grad()
+    def fingerprint_audio(self, x, hop_s: float = 0.1, batch_size: int = 256):
+        """Fingerprint a whole signal every `hop_s` seconds.
+
+        The log-mel of the whole signal is computed once and cut into windows of
+        `n_frames` frames, ten times less front-end work than windowing the samples at a
+        0.1 s hop. A signal shorter than one window is zero-padded to one window.
+
+        Args:
+            x: (T,) float array or tensor at `cfg.mel.sr`.
+            hop_s: hop between window starts, a multiple of the front end's hop (10 ms).
+            batch_size: windows per forward pass.
+
+        Returns:
+            (emb (N, emb_dim), logits (N, K), starts (N,) seconds), numpy float32/float64.
+
+        Notebook: 08_search.ipynb
+        """
+        cfg = self.cfg
+        step = int(round(hop_s * cfg.mel.sr / cfg.mel.hop))  # frames between window starts
+        if step < 1 or abs(step * cfg.mel.hop - hop_s * cfg.mel.sr) > 1e-6 * cfg.mel.sr:
+            raise ValueError(f"hop_s must be a multiple of {cfg.mel.hop / cfg.mel.sr} s, got {hop_s}")
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32)).flatten()
+        if x.numel() < cfg.n_samples:
+            x = torch.nn.functional.pad(x, (0, cfg.n_samples - x.numel()))
+        was_training, dev = self.training, next(self.parameters()).device
+        self.eval()
+        S = self.frontend(x.to(dev)[None])[0]  # (n_mels, F)
+        n = 1 + (x.numel() - cfg.n_samples) // (step * cfg.mel.hop)
+        W = S.unfold(1, cfg.n_frames, step)[:, :n].permute(1, 0, 2)  # (N, n_mels, n_frames)
+        embs, logits = [], []
+        for i in tqdm(range(0, n, batch_size), desc="fingerprinting", unit="batch", disable=n <= 8192, leave=False):
+            e, l = self.encode_mel(W[i:i + batch_size].contiguous())
+            embs.append(e.float().cpu().numpy())
+            logits.append(l.float().cpu().numpy())
+        self.train(was_training)
+        return np.concatenate(embs), np.concatenate(logits), np.arange(n) * step * cfg.mel.hop / cfg.mel.sr
+
+    @property
+    def model_id(self) -> str:
+        """A short id of the weights: an index remembers it, so that it is never queried with another model."""
+        h = hashlib.sha256()
+        for k, v in sorted(_weights(self).items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
 class Fingerprinter(Encoder):
     """Patches -> learned positions -> pre-norm transformer -> mean pool -> embedding and hash heads.
 

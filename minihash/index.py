@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .errors import FormatError
+from .ot import bucket_stats
 
 FORMAT = "minihash-index"
 VERSION = 1
@@ -175,15 +176,15 @@ class BucketTable:
         return np.repeat(np.repeat(np.arange(M), n_per), n), concat_ranges(lo, n)
 
     def occupancy(self, K: int) -> dict:
-        """Entropy / K, largest bucket / mean bucket, and empty share, over all 2^K buckets."""
+        """Bucket occupancy as `ot.bucket_stats` defines it; `entropy` is its `entropy_norm`."""
         counts = np.diff(self.bucket_start)
-        N = int(counts.sum())
-        if N == 0:
-            return {"entropy": 0.0, "largest_over_mean": 0.0, "empty_share": 1.0, "n_buckets": 0}
-        p = counts / N
-        return {"entropy": float(-(p * np.log2(p)).sum() / K),
-                "largest_over_mean": float(counts.max() / (N / 2.0**K)),
-                "empty_share": float(1.0 - len(counts) / 2.0**K), "n_buckets": int(len(counts))}
+        if counts.sum() == 0:
+            return {"entropy": 0.0, "largest_over_mean": 0.0, "largest_over_uniform": 0.0,
+                    "empty_share": 1.0, "n_buckets": 0}
+        st = bucket_stats(np.repeat(np.arange(len(counts)), counts), K)  # bucket ranks stand in for codes
+        return {"entropy": st["entropy_norm"], "largest_over_mean": st["largest_over_mean"],
+                "largest_over_uniform": st["largest_over_uniform"], "empty_share": st["empty_share"],
+                "n_buckets": st["n_buckets_used"]}
 
 
 # ----------------------------------------------------------------------------
@@ -640,3 +641,78 @@ def load_index(path, expect_model: str | None = None) -> BaseIndex:
     if method not in methods:
         raise FormatError(path, f"unknown index method {method!r}")
     return methods[method].load(path, expect_model)
+
+
+# ----------------------------------------------------------------------------
+# audio in, matches out: the glue between a model and an index
+
+
+def index_class(method: str):
+    """The index class for a method name: "hash", "lsh", "exhaustive" (or "faiss")."""
+    from . import lsh
+
+    methods = {c.method: c for c in (HashIndex, lsh.LSHIndex, lsh.ExhaustiveIndex, lsh.FaissIndex)}
+    if method not in methods:
+        raise ValueError(f"unknown method {method!r}: choose one of {sorted(methods)}")
+    return methods[method]
+
+
+def index_audio(model, tracks, method: str = "hash", hop_s: float = 0.1, meta: dict | None = None,
+                progress: bool = True, **params) -> BaseIndex:
+    """Fingerprint tracks every `hop_s` seconds and index them.
+
+    Args:
+        model: an `encoder.Encoder` (its `fingerprint_audio` and `model_id` are used).
+        tracks: dict name -> (T,) float32 signal at the model's sample rate.
+        method: "hash" (the model's K-bit codes), "lsh" or "exhaustive" (on its embeddings).
+        hop_s: hop between database windows.
+        meta: extra JSON-able facts to keep in the index.
+        progress: show a progress bar over the tracks.
+        **params: the method's own parameters (LSH: L, K, seed).
+
+    Returns:
+        the index, its `meta["model"]` set to the model's id.
+
+    Notebook: 08_search.ipynb
+    """
+    from tqdm.auto import tqdm
+
+    E, L, T, S, names = [], [], [], [], []
+    for name, x in tqdm(list(tracks.items()), desc="indexing", unit="track", disable=not progress):
+        e, l, s = model.fingerprint_audio(x, hop_s)
+        E.append(e), L.append(l), S.append(s), T.append(np.full(len(e), len(names), np.int32))
+        names.append(name)
+    if not names:
+        raise ValueError("nothing to index: no tracks")
+    meta = {"model": model.model_id, **(meta or {})}
+    return index_class(method).build(np.concatenate(E), np.concatenate(L), np.concatenate(T),
+                                     np.concatenate(S), names, hop_s=hop_s, meta=meta, **params)
+
+
+def query_audio(index: BaseIndex, model, x, hop_s: float = 0.5, **kw) -> Match:
+    """Find one query signal: fingerprint it every `hop_s` seconds, then `index.search`.
+
+    Returns:
+        a Match whose `time_ms` includes fingerprinting the query.
+
+    Notebook: 08_search.ipynb
+    """
+    t0 = time.perf_counter()
+    e, l, s = model.fingerprint_audio(x, hop_s)
+    m = index.search(e, l, s, **kw)
+    m.time_ms = 1e3 * (time.perf_counter() - t0)
+    return m
+
+
+def calibrate_on_negatives(index: BaseIndex, model, negatives, max_false: float = 0.05, hop_s: float = 0.5) -> float:
+    """Set the index's no-match threshold from queries of audio that is not in it.
+
+    Args:
+        negatives: (T,) signals not in the database (excerpts of the lengths users will query).
+        max_false: the largest share of them allowed to match.
+
+    Returns:
+        the threshold, also stored in `index.meta["threshold"]`.
+    """
+    scores = [query_audio(index, model, x, hop_s, threshold=np.inf).score for x in negatives]
+    return index.calibrate(scores, max_false)

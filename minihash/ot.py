@@ -156,22 +156,26 @@ def bucket_stats(codes, K: int) -> dict:
 
     Returns:
         dict with `entropy_norm` (entropy of the bucket occupancy in bits,
-        divided by K: 1 is uniform, 0 all in one bucket; at most log2(N) / K
-        when N < 2^K), `largest_over_mean` (largest bucket over the mean of all
-        2^K buckets, empty ones included: near 1 when balanced and N >> 2^K,
-        at least 2^K / N when N < 2^K), `empty_share` (fraction of the 2^K
-        buckets with no item), `n_buckets_used`, `largest` (items in the
-        largest bucket) and `n`.
+        divided by the most N codes can reach, log2(min(N, 2^K)): 1 is as even
+        as possible, 0 all in one bucket), `entropy_bits` (the raw entropy),
+        `largest_over_mean` (largest bucket over the mean of the buckets in use:
+        1 when every used bucket holds the same number), `largest_over_uniform`
+        (largest bucket over max(1, N / 2^K), what a perfect spread would give),
+        `empty_share` (fraction of the 2^K buckets with no item),
+        `n_buckets_used`, `largest` (items in the largest bucket) and `n`.
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 07_balanced_hashing.ipynb
     """
     codes = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
     _, counts = np.unique(codes.ravel(), return_counts=True)  # (n_used,)
     n, n_buckets = int(counts.sum()), 2 ** K
     p = counts / n
+    H = float((p * np.log2(1.0 / p)).sum())
     return dict(
-        entropy_norm=float((p * np.log2(1.0 / p)).sum() / K),
-        largest_over_mean=float(counts.max() / (n / n_buckets)),
+        entropy_norm=H / max(1e-12, np.log2(min(n, n_buckets))) if n > 1 else 1.0,
+        entropy_bits=H,
+        largest_over_mean=float(counts.max() / (n / len(counts))),
+        largest_over_uniform=float(counts.max() / max(1.0, n / n_buckets)),
         empty_share=1.0 - len(counts) / n_buckets,
         n_buckets_used=len(counts),
         largest=int(counts.max()),

@@ -224,7 +224,7 @@ def test_stats_of_balanced_and_degenerate_codes():
     assert s["bytes_per_window"] == pytest.approx(4 * 2 + 4 + 4 + 4 + 4 + (2**K * 4 + (2**K + 1) * 8) / len(logits))
     one = HashIndex.build(emb, -np.abs(logits), np.zeros(len(logits), int), np.arange(len(logits)) * 0.1, ["a"])
     s = one.stats()
-    assert s["entropy"] == 0.0 and s["largest_over_mean"] == pytest.approx(2**K) and s["empty_share"] == 1 - 2**-K
+    assert s["entropy"] == 0.0 and s["largest_over_uniform"] == pytest.approx(2**K) and s["empty_share"] == 1 - 2**-K
 
 
 # ----------------------------------------------------------------------------

@@ -97,8 +97,12 @@ def test_bucket_stats_against_naive_count():
     N = len(codes)
     H = -sum(c / N * math.log2(c / N) for c in sizes if c > 0)
     stats = bucket_stats(torch.tensor(codes), K)
-    assert stats["entropy_norm"] == pytest.approx(H / K)
-    assert stats["largest_over_mean"] == pytest.approx(max(sizes) / (N / 2 ** K))
+    assert stats["entropy_norm"] == pytest.approx(H / math.log2(min(N, 2 ** K)))
+    assert stats["entropy_bits"] == pytest.approx(H)
+    assert stats["largest_over_mean"] == pytest.approx(max(sizes) / (N / sum(c > 0 for c in sizes)))
+    assert stats["largest_over_uniform"] == pytest.approx(max(sizes) / max(1, N / 2 ** K))
+    few = bucket_stats(np.arange(100), 16)  # 100 codes all different: as even as 100 codes can be
+    assert few["entropy_norm"] == pytest.approx(1.0) and few["largest_over_mean"] == 1.0
     assert stats["empty_share"] == pytest.approx(sum(c == 0 for c in sizes) / 2 ** K)
     assert stats["n_buckets_used"] == sum(c > 0 for c in sizes)
     assert stats["largest"] == max(sizes) and stats["n"] == N
