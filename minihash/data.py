@@ -541,16 +541,24 @@ class AudioFolder:
     Notebook: 00_overview.ipynb
     """
 
-    def __init__(self, path, sr: int = SR, min_s: float = MIN_SECONDS, progress: bool = True):
-        from tqdm.auto import tqdm
-
-        self.root, self.sr = Path(path), sr
+    def __init__(self, path, sr: int = SR, min_s: float = MIN_SECONDS, progress: bool = True, lazy: bool = False):
+        self.root, self.sr, self.min_s, self.progress = Path(path), sr, min_s, progress
         self.names, self.tracks, self.errors, self.duplicates = [], [], [], []
         files = find_audio(self.root)  # raises AudioError when the folder does not exist
-        rel = {p: (p.relative_to(self.root).as_posix() if self.root.is_dir() else p.name) for p in files}
+        self.files = sorted((p.relative_to(self.root).as_posix() if self.root.is_dir() else p.name, p) for p in files)
+        if not lazy:
+            for name, x in self.stream():
+                self.names.append(name)
+                self.tracks.append(x)
+
+    def stream(self):
+        """Yield (name, signal) one file at a time, so that a large folder is never held in memory;
+        `.errors` and `.duplicates` fill up as it goes (a lazy folder is read here, not at creation)."""
+        from tqdm.auto import tqdm
+
+        self.errors.clear(), self.duplicates.clear()
         originals = {}  # sha1 of the bytes -> name of the first good file with them
-        for p in tqdm(sorted(rel, key=rel.get), desc=f"loading {self.root.name}", unit="file", disable=not progress):
-            name = rel[p]
+        for name, p in tqdm(self.files, desc=f"loading {self.root.name}", unit="file", disable=not self.progress):
             try:
                 digest = hashlib.sha1(p.read_bytes()).hexdigest()
             except OSError as e:
@@ -560,13 +568,12 @@ class AudioFolder:
                 self.duplicates.append((name, originals[digest]))
                 continue
             try:
-                x = load(p, sr, min_s)
+                x = load(p, self.sr, self.min_s)
             except AudioError as e:
                 self.errors.append((name, e.reason))
                 continue
             originals[digest] = name
-            self.names.append(name)
-            self.tracks.append(x)
+            yield name, x
 
     def __len__(self) -> int:
         return len(self.tracks)

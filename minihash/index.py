@@ -658,16 +658,18 @@ def index_class(method: str):
 
 
 def index_audio(model, tracks, method: str = "hash", hop_s: float = 0.1, meta: dict | None = None,
-                progress: bool = True, **params) -> BaseIndex:
+                progress: bool = True, total: int | None = None, **params) -> BaseIndex:
     """Fingerprint tracks every `hop_s` seconds and index them.
 
     Args:
         model: an `encoder.Encoder` (its `fingerprint_audio` and `model_id` are used).
-        tracks: dict name -> (T,) float32 signal at the model's sample rate.
+        tracks: dict name -> (T,) float32 signal at the model's sample rate, or an iterable of
+            (name, signal) pairs (a generator streams a large folder without holding it in memory).
         method: "hash" (the model's K-bit codes), "lsh" or "exhaustive" (on its embeddings).
         hop_s: hop between database windows.
         meta: extra JSON-able facts to keep in the index.
         progress: show a progress bar over the tracks.
+        total: number of tracks, for the progress bar when `tracks` is a generator.
         **params: the method's own parameters (LSH: L, K, seed).
 
     Returns:
@@ -677,8 +679,10 @@ def index_audio(model, tracks, method: str = "hash", hop_s: float = 0.1, meta: d
     """
     from tqdm.auto import tqdm
 
+    pairs = tracks.items() if isinstance(tracks, dict) else tracks
+    total = len(tracks) if isinstance(tracks, dict) else total
     E, L, T, S, names = [], [], [], [], []
-    for name, x in tqdm(list(tracks.items()), desc="indexing", unit="track", disable=not progress):
+    for name, x in tqdm(pairs, total=total, desc="indexing", unit="track", disable=not progress):
         e, l, s = model.fingerprint_audio(x, hop_s)
         E.append(e), L.append(l), S.append(s), T.append(np.full(len(e), len(names), np.int32))
         names.append(name)
