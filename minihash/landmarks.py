@@ -1,0 +1,416 @@
+"""Landmark fingerprints: pairs of spectrogram peaks, hashed, voted by time offset.
+
+The classic baseline the learned fingerprints are measured against. Wang (2003,
+"An Industrial-Strength Audio Search Algorithm", the Shazam paper) keeps only
+the strongest points of the spectrogram (a "constellation"), pairs each anchor
+peak with the first few peaks of a target zone just after it, and hashes each
+pair as (f1, f2 - f1, dt). A recording that matches shares many hashes with the
+query, all at one time offset: search is a histogram of db_t - q_t per track.
+We follow Dan Ellis's audfprint (github.com/dpwe/audfprint): its peak picker (a
+Gaussian masking threshold spread in frequency and decaying over time, a forward
+then a backward pruning pass), its pairing, its 20-bit hash (8 bits f1, 6 df,
+6 dt), its +-1 frame tolerance and its sub-hop query shifts.
+
+Adapted to 8 kHz and to short queries (1-5 s), each change measured on the
+procedural corpus (`minihash.data.synth_tracks`), `preset("audfprint")` being
+the original:
+- n_fft 512 and hop 256 as audfprint, here 64 ms / 32 ms with 15.6 Hz bins:
+  256 bins still fit 8 bits, dt <= 63 frames spans 2 s, |df| <= 31 bins 480 Hz.
+  Constants audfprint gives per frame (mask decay, high-pass pole) are rescaled
+  through seconds.
+- audfprint's onset emphasis (a high-pass along time) is off by default: its
+  long memory makes the peaks of a 5 s excerpt differ from those of the same
+  audio inside the track, and it keeps few peaks in noise (5 s queries at 0 dB
+  SNR: top-1 0.43 with it, 0.72 without).
+- queries are fingerprinted at 4 sub-hop shifts (audfprint --shifts): a query
+  starts anywhere, not on the 32 ms frame grid of the database.
+- a match needs `min_ratio` times the count of the best other track as well as
+  `min_count` aligned hashes (see `LandmarkIndex.search`).
+
+Notebook: 09_landmarks.ipynb
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.signal
+
+from .audio import SR
+from .index import Match  # the result type every minihash search returns
+
+# ----------------------------------------------------------------------------
+# configuration
+
+
+@dataclass
+class LandmarkConfig:
+    """Fingerprint and search parameters. `preset("default" | "audfprint" | "sparse")`."""
+
+    sr: int = SR
+    n_fft: int = 512  # 64 ms at 8 kHz
+    hop: int = 256  # 32 ms: the time unit of every hash and offset
+    density: float = 50.0  # audfprint's --density: the mask decay (50: ~25 peaks/s on music)
+    fanout: int = 5  # pairs per anchor peak (audfprint's maxpairsperpeak)
+    max_peaks_per_frame: int = 5
+    f_sd: float = 30.0  # width (bins) of the Gaussian mask a peak spreads over its neighbours
+    min_dt: int = 2  # target zone, in frames: min_dt <= dt <= max_dt
+    max_dt: int = 63
+    max_df: int = 31  # target zone, in bins: |f2 - f1| <= max_df
+    hpf_pole: float | None = None  # audfprint's onset emphasis (0.98 at its 23.2 ms hop); None: off
+    f_bits: int = 8
+    df_bits: int = 6
+    dt_bits: int = 6
+    shifts: int = 4  # queries are fingerprinted at this many sub-hop shifts (audfprint --shifts)
+    tolerance: int = 1  # offsets within +-tolerance frames vote together
+    min_count: int = 10  # aligned hashes needed to call a match (audfprint's threshcount, 5)...
+    min_ratio: float = 2.0  # ...and this many times the best count of any other track
+
+    def __post_init__(self):
+        if self.n_fft // 2 > 1 << self.f_bits:
+            raise ValueError(f"{self.n_fft // 2} bins do not fit f_bits={self.f_bits}")
+        if self.max_df > (1 << (self.df_bits - 1)) - 1 or self.max_dt > (1 << self.dt_bits) - 1:
+            raise ValueError("the target zone does not fit df_bits / dt_bits")
+        if self.f_bits + self.df_bits + self.dt_bits > 32 or not 1 <= self.min_dt <= self.max_dt:
+            raise ValueError("need f_bits + df_bits + dt_bits <= 32 and 1 <= min_dt <= max_dt")
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop / self.sr
+
+    @property
+    def decay(self) -> float:
+        """Per-frame decay of the masking threshold: audfprint's rule, in seconds of hop."""
+        return 1.0 - 0.01 * self.density * np.sqrt(self.hop_s / 0.032) / 35.0
+
+    @classmethod
+    def preset(cls, name: str) -> LandmarkConfig:
+        """`default`: tuned for short 8 kHz queries; `audfprint`: Ellis's defaults; `sparse`: a smaller index."""
+        presets = {
+            "default": {},
+            "audfprint": dict(density=20.0, fanout=3, hpf_pole=0.98, shifts=1, min_count=5, min_ratio=0.0),
+            "sparse": dict(density=20.0, fanout=3),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}, choose from {sorted(presets)}")
+        return cls(**presets[name])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------
+# peaks: the constellation map
+
+
+def spectrogram(x: np.ndarray, cfg: LandmarkConfig) -> np.ndarray:
+    """audfprint's spectrogram: log magnitude, mean removed, high-passed along time if `hpf_pole`.
+
+    Args:
+        x: (T,) mono samples at `cfg.sr`.
+        cfg: the parameters.
+
+    Returns:
+        (n_fft // 2, frames) float array; frame t is centred on sample t * hop (the
+        Nyquist bin is dropped so that bins fit `f_bits`).
+
+    Notebook: 09_landmarks.ipynb
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    pad = cfg.n_fft // 2
+    xp = np.pad(x, pad, mode="reflect" if x.size > pad else "constant")
+    frames = np.lib.stride_tricks.sliding_window_view(xp, cfg.n_fft)[:: cfg.hop]  # (frames, n_fft)
+    win = np.hanning(cfg.n_fft + 2)[1:-1]
+    S = np.abs(np.fft.rfft(frames * win, axis=1)).T[:-1]  # (F, frames)
+    if S.max() <= 0:
+        return np.zeros_like(S)
+    S = np.log(np.maximum(S, S.max() / 1e6))
+    S -= S.mean()
+    if cfg.hpf_pole is None:
+        return S
+    # onset emphasis; the pole keeps audfprint's time constant in seconds
+    pole = cfg.hpf_pole ** (cfg.hop_s / (256 / 11025))
+    return scipy.signal.lfilter([1.0, -1.0], [1.0, -pole], S, axis=1)
+
+
+def _locmax(S: np.ndarray) -> np.ndarray:
+    """Local maxima along axis 0 (audfprint's locmax): >= the lower neighbour, > the upper one."""
+    up = np.ones(S.shape, dtype=bool)
+    up[1:] = S[1:] >= S[:-1]  # up[f]: S rises (or stays) into f
+    down = np.ones(S.shape, dtype=bool)
+    down[:-1] = ~up[1:]  # down[f]: S falls after f; the last bin has no upper neighbour
+    return up & down
+
+
+def find_peaks(x: np.ndarray, cfg: LandmarkConfig):
+    """Pick the constellation: spectral peaks that rise above a decaying masking threshold.
+
+    Each kept peak raises the threshold around it by a Gaussian in frequency
+    (width `f_sd` bins); the threshold decays by `cfg.decay` per frame, so a
+    strong peak masks its neighbours for a while, and a larger `density` (a
+    faster decay) keeps more peaks. A backward pass with the same mask drops
+    small peaks soon followed by a larger one.
+
+    Args:
+        x: (T,) mono samples.
+        cfg: the parameters.
+
+    Returns:
+        (t_frames (P,) int32, f_bins (P,) int32), sorted by time then frequency.
+
+    Notebook: 09_landmarks.ipynb
+    """
+    S = spectrogram(x, cfg)  # (F, T)
+    F, T = S.shape
+    if T == 0 or not np.any(S):
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    bins = np.arange(F)
+    G = np.exp(-0.5 * ((bins[None, :] - bins[:, None]) / cfg.f_sd) ** 2)  # (F, F): bump of a peak at row
+
+    def spread(col):  # the max of the bumps of the positive local maxima of one column
+        p = np.flatnonzero(_locmax(col[:, None])[:, 0])
+        return np.maximum(0.0, (col[p, None] * G[p]).max(0)) if p.size else np.zeros(F)
+
+    is_max = _locmax(S)  # (F, T)
+    peaks = np.zeros((F, T), dtype=bool)
+    thr = spread(S[:, :10].max(1))  # (F,)
+    for t in range(T):  # forward: accept the largest maxima above the threshold, then mask
+        col = S[:, t]
+        cand = np.flatnonzero(is_max[:, t] & (col > thr))
+        if cand.size:
+            cand = cand[np.argsort(-col[cand], kind="stable")[: cfg.max_peaks_per_frame]]
+            thr = np.maximum(thr, (col[cand, None] * G[cand]).max(0))
+            peaks[cand, t] = True
+        thr *= cfg.decay
+    thr = spread(S[:, -1])
+    for t in range(T - 1, -1, -1):  # backward: a peak must also clear the mask of what follows
+        col = S[:, t]
+        cand = np.flatnonzero(peaks[:, t])
+        for f in cand[np.argsort(-col[cand], kind="stable")]:
+            if col[f] >= thr[f]:
+                thr = np.maximum(thr, col[f] * G[f])
+                if t + 1 < T:
+                    peaks[f, t + 1] = False  # the same bin in the next frame is the same note
+            else:
+                peaks[f, t] = False
+        thr *= cfg.decay
+    t_frames, f_bins = np.nonzero(peaks.T)  # row-major over (T, F): sorted by time, then bin
+    return t_frames.astype(np.int32), f_bins.astype(np.int32)
+
+
+# ----------------------------------------------------------------------------
+# landmarks and hashes
+
+
+def landmarks(peaks, cfg: LandmarkConfig):
+    """Pair every anchor peak with the first `fanout` peaks of its target zone.
+
+    The target zone of an anchor (t1, f1) is min_dt <= t2 - t1 <= max_dt and
+    |f2 - f1| <= max_df; its peaks are taken in time order, then bin order.
+
+    Args:
+        peaks: (t_frames (P,), f_bins (P,)) sorted by time then bin, as `find_peaks` returns.
+        cfg: the parameters.
+
+    Returns:
+        (t1, f1, f2, dt), each (L,) int32, ordered by anchor then target.
+
+    Notebook: 09_landmarks.ipynb
+    """
+    t, f = (np.asarray(a, dtype=np.int64) for a in peaks)
+    lo = np.searchsorted(t, t + cfg.min_dt, "left")  # (P,) first peak of each zone
+    hi = np.searchsorted(t, t + cfg.max_dt, "right")  # (P,) one past its last
+    W = int((hi - lo).max(initial=0))
+    out = []
+    for s in range(0, len(t), 4096):  # blocks of anchors bound the (P, W) candidate matrix
+        a = np.arange(s, min(s + 4096, len(t)))  # (A,)
+        j = lo[a, None] + np.arange(W)  # (A, W) candidate targets
+        ok = j < hi[a, None]
+        j = np.minimum(j, len(t) - 1)
+        ok &= np.abs(f[j] - f[a, None]) <= cfg.max_df
+        ok &= np.cumsum(ok, axis=1) <= cfg.fanout  # the first `fanout` in zone order
+        ai, wi = np.nonzero(ok)
+        out.append((a[ai], j[ai, wi]))
+    if not out:
+        return tuple(np.zeros(0, np.int32) for _ in range(4))
+    i1 = np.concatenate([o[0] for o in out])
+    i2 = np.concatenate([o[1] for o in out])
+    return tuple(v.astype(np.int32) for v in (t[i1], f[i1], f[i2], t[i2] - t[i1]))
+
+
+def pack(f1, df, dt, cfg: LandmarkConfig) -> np.ndarray:
+    """(L,) each -> (L,) uint32 hashes: the bits of f1 | df (two's complement) | dt."""
+    f1, df, dt = (np.asarray(v, dtype=np.int64) for v in (f1, df, dt))
+    h = (f1 & ((1 << cfg.f_bits) - 1)) << (cfg.df_bits + cfg.dt_bits)
+    h |= (df & ((1 << cfg.df_bits) - 1)) << cfg.dt_bits
+    h |= dt & ((1 << cfg.dt_bits) - 1)
+    return h.astype(np.uint32)
+
+
+def unpack(h, cfg: LandmarkConfig):
+    """Invert `pack`: (L,) hashes -> (f1, df, dt), each (L,) int32, df sign-extended."""
+    h = np.asarray(h, dtype=np.int64)
+    dt = h & ((1 << cfg.dt_bits) - 1)
+    df = (h >> cfg.dt_bits) & ((1 << cfg.df_bits) - 1)
+    df = np.where(df >= 1 << (cfg.df_bits - 1), df - (1 << cfg.df_bits), df)
+    f1 = (h >> (cfg.df_bits + cfg.dt_bits)) & ((1 << cfg.f_bits) - 1)
+    return f1.astype(np.int32), df.astype(np.int32), dt.astype(np.int32)
+
+
+def hashes(x: np.ndarray, cfg: LandmarkConfig, shifts: int = 1):
+    """Fingerprint a signal: its landmark hashes and the frame of each anchor.
+
+    Args:
+        x: (T,) mono samples.
+        cfg: the parameters.
+        shifts: also fingerprint `x` delayed by 1/shifts, 2/shifts... of a hop and keep
+            the union (audfprint's --shifts): a query that starts between two database
+            frames then also meets the frame grid of the database.
+
+    Returns:
+        (hash (H,) uint32, t (H,) int32 anchor frames), distinct (hash, t) pairs.
+
+    Notebook: 09_landmarks.ipynb
+    """
+    out = []
+    for s in range(shifts):
+        t1, f1, f2, dt = landmarks(find_peaks(x[round(s * cfg.hop / shifts) :], cfg), cfg)
+        out.append((pack(f1, f2 - f1, dt, cfg).astype(np.int64) << 32) | t1)
+    key = np.unique(np.concatenate(out))  # (H,) one per distinct (hash, t)
+    return (key >> 32).astype(np.uint32), (key & 0xFFFFFFFF).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------
+# the index: an inverted file of sorted arrays
+
+
+def _vote(track, offset, qi, tol: int):
+    """`LandmarkIndex.votes` on hits already looked up: (M,) each -> (track, offset, count) per bin."""
+    d = np.arange(-tol, tol + 1)  # (D,)
+    key = (track.astype(np.int64)[:, None] << 32) + (offset[:, None] + d + (1 << 31))  # (M, D)
+    key, qi = key.ravel(), np.repeat(qi, len(d))
+    order = np.lexsort((qi, key))
+    key, qi = key[order], qi[order]
+    first = np.ones(len(key), dtype=bool)  # first vote of each (bin, query hash)
+    first[1:] = (key[1:] != key[:-1]) | (qi[1:] != qi[:-1])
+    key, count = np.unique(key[first], return_counts=True)
+    return (key >> 32).astype(np.int32), (key & 0xFFFFFFFF) - (1 << 31), count
+
+
+class LandmarkIndex:
+    """hash -> (track, time) as three parallel arrays sorted by hash, looked up by binary search.
+
+    Args:
+        cfg: the fingerprint parameters (queries must use the same).
+
+    Notebook: 09_landmarks.ipynb
+    """
+
+    def __init__(self, cfg: LandmarkConfig | None = None):
+        self.cfg = cfg or LandmarkConfig()
+        self.names: list[str] = []
+        self.seconds = 0.0
+        self._pending = []  # (hash, track, time) blocks added since the last sort
+        self._hash = np.zeros(0, np.uint32)  # (N,) sorted
+        self._track = np.zeros(0, np.int32)  # (N,)
+        self._time = np.zeros(0, np.int32)  # (N,) anchor frame in the track
+
+    def add(self, x: np.ndarray, name: str) -> int:
+        """Fingerprint one track and add it; returns its number of hashes."""
+        h, t = hashes(x, self.cfg)
+        self._pending.append((h, np.full(len(h), len(self.names), np.int32), t))
+        self.names.append(str(name))
+        self.seconds += len(x) / self.cfg.sr
+        return len(h)
+
+    def build(self, tracks) -> LandmarkIndex:
+        """Add every track of a dict (name -> samples) or a list (named by position)."""
+        items = tracks.items() if isinstance(tracks, dict) else ((str(i), x) for i, x in enumerate(tracks))
+        for name, x in items:
+            self.add(x, name)
+        self._sort()
+        return self
+
+    def _sort(self):
+        if self._pending:
+            parts = [(self._hash, self._track, self._time)] + self._pending
+            h, tr, t = (np.concatenate(p) for p in zip(*parts))
+            order = np.argsort(h, kind="stable")
+            self._hash, self._track, self._time = h[order], tr[order], t[order]
+            self._pending = []
+
+    def __len__(self) -> int:
+        self._sort()
+        return len(self._hash)
+
+    def hits(self, q_hash, q_t):
+        """Every index entry sharing a hash with the query: (track, db_t - q_t, query index), (M,) each."""
+        self._sort()
+        q_hash, q_t = np.asarray(q_hash, np.uint32), np.asarray(q_t, np.int64)
+        lo = np.searchsorted(self._hash, q_hash, "left")  # (Q,)
+        n = np.searchsorted(self._hash, q_hash, "right") - lo  # (Q,) entries per query hash
+        qi = np.repeat(np.arange(len(q_hash)), n)  # (M,)
+        idx = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)  # (M,)
+        return self._track[idx], self._time[idx] - q_t[qi], qi
+
+    def votes(self, q_hash, q_t, tolerance: int | None = None):
+        """The offset histogram: for each (track, offset), how many query hashes align there.
+
+        A query hash votes once for every offset within +-`tolerance` frames of
+        one of its hits, however many hits it has there (audfprint's filtered
+        count), so a peak found one frame early or late still counts.
+
+        Args:
+            q_hash, q_t: (Q,) query hashes and their anchor frames.
+            tolerance: frames; `cfg.tolerance` if None (0: the plain histogram).
+
+        Returns:
+            (track (K,), offset (K,) frames, count (K,)) over the bins that got a
+            vote, sorted by track then offset.
+        """
+        tol = self.cfg.tolerance if tolerance is None else tolerance
+        return _vote(*self.hits(q_hash, q_t), tol)
+
+    def search(self, x: np.ndarray) -> Match:
+        """Find the track and start time of a query.
+
+        The best (track, offset) is the bin of `votes` with the most aligned
+        hashes. It is a match when that count reaches `min_count` and `min_ratio`
+        times the best count of any other track: music shares pitches and drum
+        sounds, so unrelated audio collects a few aligned hashes everywhere, and
+        a ratio to the runner-up rejects it at any query length better than a
+        count alone (a track indexed twice can then never match). The start is
+        refined below a frame by the mean offset of the aligned hits.
+
+        Args:
+            x: (T,) query samples.
+
+        Returns:
+            Match(track or None, offset_s, score = aligned hashes (also without a
+            match), n_scored = index entries hit, time_ms, frac_scored = their share).
+
+        Notebook: 09_landmarks.ipynb
+        """
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        tr, off, qi = self.hits(*hashes(x, cfg, cfg.shifts))  # (M,) each
+        track, offset, count = _vote(tr, off, qi, cfg.tolerance)
+        score, name, offset_s = 0, None, 0.0
+        if len(count):
+            k = int(np.argmax(count))
+            score = int(count[k])
+            runner_up = int(count[track != track[k]].max(initial=0))
+            if score >= cfg.min_count and score >= cfg.min_ratio * runner_up:
+                near = (tr == track[k]) & (np.abs(off - offset[k]) <= cfg.tolerance)
+                # the copy cut s/shifts of a hop late sees each peak that much early: remove the mean lag
+                lag = (cfg.shifts - 1) / (2 * cfg.shifts)
+                name, offset_s = self.names[track[k]], (float(off[near].mean()) - lag) * cfg.hop_s
+        ms = (time.perf_counter() - t0) * 1e3
+        return Match(name, offset_s, float(score), len(tr), ms, len(tr) / max(len(self._hash), 1))
+
+    def stats(self) -> dict:
+        """Size of the index: tracks, hashes, hashes per second of audio, bytes per hash."""
+        n, per_hash = len(self), self._hash.itemsize + self._track.itemsize + self._time.itemsize
+        return dict(n_tracks=len(self.names), n_hashes=n, seconds=self.seconds, bytes_per_hash=per_hash,
+                    hashes_per_s=n / self.seconds if self.seconds else 0.0, bytes=n * per_hash)
