@@ -13,7 +13,7 @@ and its use for audio fingerprints in NAFP (Chang et al., "Neural audio
 fingerprint for high-specific audio retrieval based on contrastive learning",
 ICASSP 2021, arXiv 2010.11910; tau = 0.05 there, 0.1 in Singh et al. 2023).
 
-Notebook: 04_contrastive_embeddings.ipynb
+Notebook: 05_contrastive_learning.ipynb
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def similarity_matrix(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     Returns:
         (B1, B2) cosine similarities in [-1, 1].
 
-    Notebook: 04_contrastive_embeddings.ipynb
+    Notebook: 05_contrastive_learning.ipynb
     """
     return F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T
 
@@ -53,7 +53,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1) -> torch.Tenso
     Returns:
         Scalar loss tensor (differentiable).
 
-    Notebook: 04_contrastive_embeddings.ipynb
+    Notebook: 05_contrastive_learning.ipynb
     """
     if z1.shape != z2.shape or z1.dim() != 2:
         raise ValueError(f"need two (B, D) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
@@ -81,7 +81,7 @@ def top1_accuracy(z1: torch.Tensor, z2: torch.Tensor) -> float:
     Returns:
         Accuracy in [0, 1].
 
-    Notebook: 04_contrastive_embeddings.ipynb
+    Notebook: 05_contrastive_learning.ipynb
     """
     nearest = similarity_matrix(z1, z2).argmax(dim=1)  # (B,)
     return (nearest == torch.arange(len(z1), device=nearest.device)).float().mean().item()

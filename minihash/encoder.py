@@ -12,7 +12,7 @@ separable 1x3 / 3x1 convolutions and a split ("divide and encode") projection.
 Both take raw 8 kHz windows and own their log-mel front end, so any model file
 is self-contained: the config in its JSON says how to hear.
 
-Notebook: 04_contrastive_embeddings.ipynb
+Notebook: 04_patch_transformer.ipynb
 """
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ class Encoder(nn.Module):
         Returns:
             (emb np.float32 (N, emb_dim), logits np.float32 (N, K)).
 
-        Notebook: 04_contrastive_embeddings.ipynb
+        Notebook: 04_patch_transformer.ipynb
         """
         was_training, dev = self.training, next(self.parameters()).device
         self.eval()
@@ -278,7 +278,7 @@ class Fingerprinter(Encoder):
     mean-pooled rather than read from a [CLS] token: every 100 ms patch gets an equal say, which
     suits a window whose content slides by a time offset, and the attention maps stay patch-to-patch.
 
-    Notebook: 04_contrastive_embeddings.ipynb
+    Notebook: 04_patch_transformer.ipynb
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -335,7 +335,7 @@ class ConvEncoder(Encoder):
     small MLP (Linear -> ELU -> Linear to one number: "divide and encode"), then L2 norm.
     The hash head is the same linear map to K logits as the transformer's.
 
-    Notebook: 04_contrastive_embeddings.ipynb
+    Notebook: 04_patch_transformer.ipynb
     """
 
     TIME_STRIDES = (2, 2, 2, 2, 1, 2, 1, 2)  # NAFP's; frequency is halved by every block
@@ -470,7 +470,7 @@ def load_model(path=None, map_location="cpu") -> Encoder:
             wrong keys or shapes) or of another format version, with the reason. Weights are read
             with safetensors only: a file is never unpickled.
 
-    Notebook: 07_index_and_search.ipynb
+    Notebook: 08_search.ipynb
     """
     from safetensors.torch import load_file
 

@@ -15,7 +15,7 @@ code, `bucket_codes` holds the distinct codes and `bucket_start` where each begi
 one binary search. An index saves as `.npy` arrays under a versioned, checksummed JSON manifest,
 written beside the target and renamed into place, so a half-written index is never left behind.
 
-Notebook: 07_index_and_search.ipynb
+Notebook: 08_search.ipynb
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def pack_codes(logits: np.ndarray) -> np.ndarray:
     Returns:
         (N,) uint32 codes for K <= 32, uint64 otherwise.
 
-    Notebook: 07_index_and_search.ipynb
+    Notebook: 08_search.ipynb
     """
     logits = np.asarray(logits)
     K = logits.shape[1]
@@ -110,7 +110,7 @@ def probe_order(conf: np.ndarray, n_probes: int) -> tuple[np.ndarray, np.ndarray
     Returns:
         masks (P,) uint64 (XOR them into the code), costs (P,) float64, with P <= n_probes.
 
-    Notebook: 07_index_and_search.ipynb
+    Notebook: 08_search.ipynb
     """
     conf = np.abs(np.asarray(conf, dtype=np.float64))
     bits = np.argsort(conf, kind="stable")
@@ -216,7 +216,7 @@ def vote(win, rows, sims, q_starts, track_ids, starts, hop_s: float, n_best: int
     Returns:
         tracks (B,), bins (B,) offsets in hops, scores (B,) summed similarities, best first.
 
-    Notebook: 07_index_and_search.ipynb
+    Notebook: 08_search.ipynb
     """
     tr = track_ids[rows].astype(np.int64)
     bins = np.rint((starts[rows] - q_starts[win]) / hop_s).astype(np.int64)
@@ -247,7 +247,7 @@ def calibrate_threshold(negatives, max_false: float = 0.05) -> float:
     Returns:
         the threshold.
 
-    Notebook: 07_index_and_search.ipynb
+    Notebook: 08_search.ipynb
     """
     s = np.sort([m.score if isinstance(m, Match) else float(m) for m in negatives])[::-1]
     if len(s) == 0:
@@ -407,7 +407,7 @@ class BaseIndex:
         Returns:
             a Match.
 
-        Notebook: 07_index_and_search.ipynb
+        Notebook: 08_search.ipynb
         """
         t0 = time.perf_counter()
         cfg = replace(self.cfg, **overrides) if overrides else self.cfg
@@ -491,7 +491,7 @@ class BaseIndex:
 class HashIndex(BaseIndex):
     """Learned hash codes in one table of 2^K buckets; rows stored sorted by code.
 
-    Notebook: 07_index_and_search.ipynb
+    Notebook: 08_search.ipynb
     """
 
     method = "hash"

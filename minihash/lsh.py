@@ -15,7 +15,7 @@ The baselines of the hash index in `index.py`, on the same embeddings:
 All of them re-rank, vote, verify and save exactly as `HashIndex` does (`index.BaseIndex`), so
 their results differ only through the candidates they find.
 
-Notebook: 07_index_and_search.ipynb
+Notebook: 08_search.ipynb
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from .index import BaseIndex, BucketTable, pack_codes
 class LSHIndex(BaseIndex):
     """L tables of K random-hyperplane bits over the embeddings; the hash logits are not used.
 
-    Notebook: 07_index_and_search.ipynb
+    Notebook: 08_search.ipynb
     """
 
     method = "lsh"
@@ -93,7 +93,7 @@ class LSHIndex(BaseIndex):
 class ExhaustiveIndex(BaseIndex):
     """Every inner product, one (M, block) matrix product at a time.
 
-    Notebook: 07_index_and_search.ipynb
+    Notebook: 08_search.ipynb
     """
 
     method = "exhaustive"
@@ -137,7 +137,7 @@ class FaissIndex(BaseIndex):
     product) or "multihash" (IndexBinaryMultiHash over the hash codes; K a multiple of 8).
     The FAISS index is rebuilt from the stored rows on load. Needs `pip install faiss-cpu`.
 
-    Notebook: 07_index_and_search.ipynb
+    Notebook: 08_search.ipynb
     """
 
     method = "faiss"

@@ -42,7 +42,7 @@ the full matrix costs about 0.3 s to build and 0.35 s per log-domain iteration.
 Codes are integers with bit k set where logit k > 0 (`sign_codes`);
 `bucket_stats` measures how evenly they fill the 2^K buckets.
 
-Notebook: 05_optimal_transport_hashing.ipynb
+Notebook: 06_optimal_transport.ipynb
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def sinkhorn(C, a=None, b=None, eps: float = 0.05, n_iter: int = 1000, tol: floa
         P (..., n, m), of the input's type (numpy in, numpy out); with
         `return_potentials`, (P, eps * f, eps * g).
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 06_optimal_transport.ipynb
     """
     as_numpy = isinstance(C, np.ndarray)
     C = torch.as_tensor(C)
@@ -121,7 +121,7 @@ def sign_codes(logits):
     Returns:
         (...,) int64 codes, of the input's type.
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 06_optimal_transport.ipynb
     """
     K = logits.shape[-1]
     if isinstance(logits, np.ndarray):
@@ -140,7 +140,7 @@ def code_bits(codes, K: int):
         (..., K) int64 array of 0/1, of the input's type. 2 * bits - 1 is the
         hypercube vertex.
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 06_optimal_transport.ipynb
     """
     if isinstance(codes, np.ndarray):
         return (codes.astype(np.int64)[..., None] >> np.arange(K, dtype=np.int64)) & 1
@@ -196,7 +196,7 @@ def bit_kernel(up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
         (B, 2^m) table, entry j the product of up[:, k] where bit k of j is
         set and down[:, k] where it is not; built by doubling, one bit at a time.
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 06_optimal_transport.ipynb
     """
     T = torch.ones(up.shape[0], 1, dtype=up.dtype, device=up.device)  # (B, 1): no bits yet
     for k in range(up.shape[1]):
@@ -230,7 +230,7 @@ def balanced_assignment(logits: torch.Tensor, eps: float = 0.05, n_iter: int = 3
         dtype; with `return_plan`, (q, P) with P (B, 2^K), vertex j having bit k
         set where (j >> k) & 1, as `sign_codes` packs them.
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 06_optimal_transport.ipynb
     """
     B, K = logits.shape
     if K > MAX_BITS:
@@ -281,7 +281,7 @@ def bit_cross_entropy(logits: torch.Tensor, q: torch.Tensor, tau: float = 1.0) -
     Returns:
         Scalar: the cross-entropy in nats, summed over bits, mean over the batch.
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 06_optimal_transport.ipynb
     """
     bce = F.binary_cross_entropy_with_logits(2.0 * logits / tau, q, reduction="none")  # (B, K)
     return bce.sum(1).mean()
@@ -302,7 +302,7 @@ def ot_hash_loss(logits1: torch.Tensor, logits2: torch.Tensor, eps: float = 0.05
     Returns:
         Scalar loss, the mean of the two directions.
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 06_optimal_transport.ipynb
     """
     q1 = balanced_assignment(logits1.detach(), eps=eps, n_iter=n_iter, tau=tau)  # (B, K)
     q2 = balanced_assignment(logits2.detach(), eps=eps, n_iter=n_iter, tau=tau)  # (B, K)
@@ -324,7 +324,7 @@ def sign_hash_loss(logits1: torch.Tensor, logits2: torch.Tensor, tau: float = 1.
     Returns:
         Scalar loss, the mean of the two directions.
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 06_optimal_transport.ipynb
     """
     t1 = (logits1.detach() > 0).to(logits1.dtype)  # (B, K)
     t2 = (logits2.detach() > 0).to(logits2.dtype)  # (B, K)
@@ -347,7 +347,7 @@ def overhead_benchmark(B: int = 512, K: int = 16, D: int = 128, n_rep: int = 5, 
         dict of ms per step: `nt_xent` (embeddings (B, D)), `ot_hash_loss`,
         `sign_hash_loss` (logits (B, K)), and `balanced_assignment` alone (one view).
 
-    Notebook: 05_optimal_transport_hashing.ipynb
+    Notebook: 06_optimal_transport.ipynb
     """
     from .contrastive import nt_xent
 
