@@ -421,6 +421,8 @@ def save_model(model: Encoder, path, extra: dict | None = None) -> Path:
                 "config": model.cfg.to_dict(), "sha256": _sha256(Path(tmp_w)), "size": os.path.getsize(tmp_w),
                 "parameters": count_parameters(model), **({"extra": extra} if extra else {})}
         Path(tmp_j).write_text(json.dumps(meta, indent=2))
+        for tmp in (tmp_w, tmp_j):
+            os.chmod(tmp, 0o644)  # mkstemp makes files private; a model file is for everyone to read
         os.replace(tmp_w, path)  # weights first: a crash in between leaves a detectable checksum mismatch
         os.replace(tmp_j, path.with_suffix(".json"))
     finally:
