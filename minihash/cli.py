@@ -147,9 +147,14 @@ def query_command(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="minihash", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
+    from . import benchmark, evaluate  # their parsers; heavy imports happen inside the commands
+
+    evaluate.add_demo_parser(sub)
     _add_train(sub)
     _add_index(sub)
     _add_query(sub)
+    evaluate.add_eval_parser(sub)
+    benchmark.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.cmd == "train":
@@ -160,6 +165,12 @@ def main(argv=None) -> int:
             return index_command(args)
         if args.cmd == "query":
             return query_command(args)
+        if args.cmd == "demo":
+            return evaluate.demo_command(args)
+        if args.cmd == "eval":
+            return evaluate.eval_command(args)
+        if args.cmd == "bench-search":
+            return benchmark.command(args)
     except MinihashError as e:
         print(f"minihash {args.cmd}: error: {e}", file=sys.stderr)
         return 2
