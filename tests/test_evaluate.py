@@ -1,0 +1,152 @@
+"""The evaluation protocol: NCC repeats against a naive loop, exact SNRs, shared excerpts, hit scoring, a tiny run."""
+import argparse
+import csv
+
+import numpy as np
+import pytest
+
+from minihash import evaluate as ev
+from minihash.distort import snr_db
+from minihash.errors import FormatError
+from minihash.index import Match
+
+
+def test_ncc_matches_naive_corrcoef_loop():
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.standard_normal(400)) + 5.0  # a wandering signal with an offset: window means matter
+    q = x[100:140] * 0.7 + 0.3 * rng.standard_normal(40)
+    naive = np.array([np.corrcoef(q, x[k:k + len(q)])[0, 1] for k in range(len(x) - len(q) + 1)])
+    np.testing.assert_allclose(ev.ncc(q, x), naive, atol=1e-9)
+
+
+def test_ncc_silence_is_zero_not_nan():
+    x = np.concatenate([np.zeros(100), np.random.default_rng(1).standard_normal(100)])
+    r = ev.ncc(x[120:150], x)
+    assert np.all(np.isfinite(r)) and np.all(r[:70] == 0.0)
+    assert np.all(ev.ncc(np.zeros(30), x) == 0.0)
+
+
+def test_repeat_starts_finds_a_planted_repeat():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(8000)
+    x[5000:5800] = 0.5 * x[1000:1800]  # a quieter copy: correlation is blind to level
+    np.testing.assert_array_equal(ev.repeat_starts(x, 1000, 800, 0.9), [1000, 5000])
+    np.testing.assert_array_equal(ev.repeat_starts(x, 3000, 800, 0.9), [3000])
+
+
+def _toy(seconds=6.0, n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 8000)) / 8000
+    tracks = [(np.sin(2 * np.pi * rng.uniform(200, 800) * t) + 0.3 * rng.standard_normal(t.size)).astype(np.float32)
+              for _ in range(n)]
+    noise = [rng.standard_normal(20000).astype(np.float32), rng.standard_normal(3000).astype(np.float32)]  # one short
+    return tracks, noise, ev.eval_rooms(ev.EvalConfig(n_rooms=3))
+
+
+def test_query_snr_is_measured_on_the_excerpt():
+    tracks, noise, rooms = _toy()
+    qs = ev.draw_queries(tracks, 1.0, 8, np.random.default_rng(3), len(noise), len(rooms))
+    for q in qs:
+        clean = ev.render(tracks, q, ("clean", None), noise, rooms)
+        np.testing.assert_array_equal(clean, tracks[q.track][q.start:q.start + q.n])
+        wet = ev.render(tracks, q, ("reverb", None), noise, rooms)
+        assert wet.shape == clean.shape and not np.allclose(wet, clean)
+        for snr in (0.0, 7.5, 20.0):
+            assert abs(float(snr_db(clean, ev.render(tracks, q, ("noise", snr), noise, rooms))) - snr) < 0.1
+            # noise + reverb: the SNR is that of the noise against the reverberant excerpt
+            assert abs(float(snr_db(wet, ev.render(tracks, q, ("noise+reverb", snr), noise, rooms))) - snr) < 0.1
+
+
+def test_queries_are_seeded_and_off_grid():
+    tracks, noise, rooms = _toy()
+    a, b = (ev.draw_queries(tracks, 2.0, 20, np.random.default_rng(5), 2, 3) for _ in range(2))
+    assert [(q.track, q.start, q.noise, q.room) for q in a] == [(q.track, q.start, q.noise, q.room) for q in b]
+    assert all(0 <= q.start <= len(tracks[q.track]) - q.n for q in a)
+    assert sum(q.start % 800 != 0 for q in a) >= 18  # continuous starts, not the 0.1 s grid
+
+
+def test_score_strict_loose_and_repeat_aware():
+    def m(track, offset):
+        return Match(track, offset, 0.9, 10, 1.0)
+
+    cases = [  # (match, truth start, repeats (s), expected hit / hit_loose / repeat / false)
+        (m("a", 10.05), 10.0, [], (True, True, True, False)),
+        (m("a", 10.1), 10.0, [], (True, True, True, False)),  # the tolerance is inclusive
+        (m("a", 10.3), 10.0, [], (False, True, False, True)),
+        (m("a", 10.6), 10.0, [], (False, False, False, True)),
+        (m("a", 22.04), 10.0, [10.0, 22.0], (False, False, True, False)),  # where the excerpt recurs
+        (m("a", 22.3), 10.0, [10.0, 22.0], (False, False, False, True)),
+        (m("b", 10.0), 10.0, [10.0], (False, False, False, True)),  # wrong track
+        (m(None, 10.0), 10.0, [10.0], (False, False, False, False)),  # no match: not right, not false
+    ]
+    for match, start, reps, want in cases:
+        s = ev.score(match, "a", start, reps, tol=0.1, loose_tol=0.5)
+        assert (s["hit"], s["hit_loose"], s["repeat"], s["false"]) == want, (match, s)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import torch
+
+    from minihash.encoder import ModelConfig, build_model, save_model
+
+    tmp = tmp_path_factory.mktemp("eval")
+    torch.manual_seed(0)
+    save_model(build_model(ModelConfig.preset("tiny")), tmp / "tiny.safetensors")  # untrained: the plumbing only
+    cfg = ev.EvalConfig(lengths=(1.0,), cells=(("clean", None), ("noise+reverb", 10.0)),
+                        methods=("minihash", "exhaustive", "landmarks", "sign"), n_queries=3, n_negatives=3,
+                        n_calibration=4, n_synth=4, n_neg_tracks=2, synth_seconds=8.0, n_rooms=4)
+    result = ev.run_eval(cfg, tmp / "out", model=tmp / "tiny.safetensors", command="minihash eval (test)",
+                         progress=False)
+    return result, tmp / "out"
+
+
+def test_tiny_run_writes_the_report(tiny_run):
+    result, out = tiny_run
+    md = (out / "results.md").read_text()
+    for method in ("minihash", "exhaustive", "landmarks"):
+        assert f"| {method} | 1 s |" in md
+    assert "sign: skipped" in md and "minihash eval (test)" in md
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    got = sorted((r["method"], r["condition"], r["snr_db"]) for r in rows)
+    want = sorted((m, c, s) for m in ("minihash", "exhaustive", "landmarks")
+                  for c, s in (("clean", ""), ("noise+reverb", "10.0"), ("negatives", "")))
+    assert got == want
+    assert all(r["n"] == "3" and r["length_s"] == "1.0" for r in rows)
+    assert (out / "top1_vs_snr_1s.png").stat().st_size > 1000
+
+
+def test_tiny_run_same_excerpts_everywhere_and_exhaustive_scores_all(tiny_run):
+    result, _ = tiny_run
+    pos = [r for r in result.records if r["kind"] == "positive"]
+    seen = {}
+    for r in pos:
+        seen.setdefault(r["query"], set()).add((r["track"], r["start_s"]))
+    assert len(seen) == 3 and all(len(v) == 1 for v in seen.values())  # one excerpt per query index
+    assert len({(r["method"], r["condition"]) for r in pos}) == 6
+    assert all(r["frac_scored"] == 1.0 for r in result.records if r["method"] == "exhaustive")
+    assert all(r["frac_scored"] < 1.0 for r in result.records if r["method"] == "minihash")
+    assert "threshold" in result.index_stats["minihash"]
+
+
+def test_eval_arguments():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd")
+    ev.add_eval_parser(sub)
+    ev.add_demo_parser(sub)
+    cfg = ev.config_from_args(p.parse_args(["eval", "--quick", "--snrs", "5", "--conditions", "clean", "noise",
+                                            "--queries", "7", "--methods", "lsh", "landmarks"]))
+    assert cfg.cells == (("clean", None), ("noise", 5.0)) and cfg.n_queries == cfg.n_negatives == 7
+    assert cfg.methods == ("lsh", "landmarks") and cfg.lengths == (1.0, 3.0) and cfg.n_synth == 100
+    full = ev.config_from_args(p.parse_args(["eval"]))
+    assert len(full.cells) == 12 and full.lengths == (1.0, 2.0, 3.0, 5.0)
+
+
+def test_demo_without_the_shipped_model_says_how_to_get_it(monkeypatch, tmp_path):
+    import minihash.encoder
+
+    monkeypatch.setattr(minihash.encoder, "SHIPPED", tmp_path / "missing.safetensors")
+    p = argparse.ArgumentParser()
+    ev.add_demo_parser(p.add_subparsers(dest="cmd"))
+    with pytest.raises(FormatError, match="shipped model is missing"):
+        ev.demo_command(p.parse_args(["demo", "--out", str(tmp_path / "demo")]))
