@@ -55,8 +55,9 @@ def result(models):
 def test_sizes_parse_and_print():
     assert [B.parse_size(s) for s in ("10k", "100k", "1M", "250", "1.5k")] == [10_000, 100_000, 1_000_000, 250, 1500]
     assert [B.size_label(n) for n in (10_000, 100_000, 1_000_000, 250)] == ["10k", "100k", "1M", "250"]
-    with pytest.raises(ValueError):
-        B.parse_size("lots")
+    for bad in ("lots", "1.2.3", "-5", "0"):
+        with pytest.raises(ValueError):
+            B.parse_size(bad)
 
 
 def test_plan_reuses_cached_chunks_and_fills_the_gaps():
@@ -107,6 +108,18 @@ def test_corpus_cache_equals_direct_fingerprints_and_is_extended_not_redone(tmp_
     for a, b in zip(small, big):
         np.testing.assert_array_equal(a, b[:k])
     np.testing.assert_array_equal(big[2], np.repeat(np.arange(5), B.windows_per_track(model, CFG)))
+
+
+def test_cache_key_follows_the_model_and_the_synthesiser(monkeypatch):
+    model = tiny(2)
+    key = B.corpus_key(model, CFG)
+    assert key == B.corpus_key(model, CFG) and model.model_id in key and key != B.corpus_key(tiny(3), CFG)
+    monkeypatch.setattr(data, "GENERATOR_VERSION", data.GENERATOR_VERSION + 1)
+    assert B.corpus_key(model, CFG) != key
+    monkeypatch.undo()
+    real = data.synth_track
+    monkeypatch.setattr(data, "synth_track", lambda *a, **kw: 0.5 * real(*a, **kw))  # changed, version not bumped
+    assert B.corpus_key(model, CFG) != key
 
 
 # ----------------------------------------------------------------------------
@@ -162,7 +175,7 @@ def test_command_line_options_reach_the_config():
     sub = argparse.ArgumentParser().add_subparsers(dest="cmd")
     B.add_parser(sub)
     args = sub.choices["bench-search"].parse_args(["--sizes", "10k", "1M", "--quick", "--methods", "hash", "lsh"])
-    assert args.sizes == ["10k", "1M"] and args.quick and args.methods == ["hash", "lsh"] and args.queries is None
+    assert args.sizes == [10_000, 1_000_000] and args.quick and args.methods == ["hash", "lsh"] and args.queries is None
 
 
 # ----------------------------------------------------------------------------
