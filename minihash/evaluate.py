@@ -373,6 +373,8 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
     """
     names, audio = list(tracks), list(tracks.values())
     models = {k: hearable(m, (cfg.hop_s, cfg.query_hop_s)) for k, m in models.items()}
+    notes = [f"{k}: windows cut from the samples (its {1e3 * m.cfg.mel.hop / m.cfg.mel.sr:g} ms front-end hop does "
+             f"not divide {cfg.hop_s:g} s)" for k, m in models.items() if isinstance(m, Windowed)]
     systems, stats = build_systems(names, audio, models, cfg.methods, cfg.hop_s, progress)
     rng = np.random.default_rng([cfg.seed, 0x63616C])  # calibration: every length and cell in turn
     cal = [render(cal_negatives, q, cfg.cells[i % len(cfg.cells)], noise, rooms, cfg.context_s)
@@ -408,7 +410,7 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
                 records.append(_record(m, "negative", c, L, i, None, q.start / SR, a, search_ms, total_ms, sc))
             bar.update(len(nq))
     bar.close()
-    return EvalResult(cfg, records, stats, info={"repeat_share": repeats})
+    return EvalResult(cfg, records, stats, notes, info={"repeat_share": repeats})
 
 
 def _record(method, kind, cell, L, i, track, start_s, m: Match, search_ms, total_ms, sc) -> dict:
@@ -483,10 +485,11 @@ def run_eval(cfg: EvalConfig, out, model=None, sign_model=None, nafp_model=None,
     from .data import load_rirs, synth_tracks, training_noise
     from .encoder import load_model
 
-    t0 = time.perf_counter()
-    notes, models = [], {}
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    notes, models, paths = [], {}, {}
     if any(NEURAL.get(m, ("",))[0] == "model" for m in cfg.methods):
         models["model"] = load_model(model)  # None: the shipped model, FormatError says how to get it
+        paths["model"] = model or "the shipped model"
     for key, path, how in (("sign", sign_model, "minihash train --hash sign"),
                            ("nafp", nafp_model, "minihash train --preset nafp-small")):
         if key not in cfg.methods:
@@ -495,7 +498,7 @@ def run_eval(cfg: EvalConfig, out, model=None, sign_model=None, nafp_model=None,
             notes.append(f"{key}: skipped, {'no --' + key + '-model given' if path is None else f'no model at {path}'}"
                          f" (train one with `{how}`)")
         else:
-            models[key] = load_model(path)
+            models[key], paths[key] = load_model(path), path
     if "nafp" in models and models["nafp"].cfg.arch != "cnn":
         notes.append(f"nafp: the model at {nafp_model} is a {models['nafp'].cfg.arch}, not the NAFP-style cnn")
     if refs:
@@ -514,12 +517,14 @@ def run_eval(cfg: EvalConfig, out, model=None, sign_model=None, nafp_model=None,
     result = evaluate(tracks, models, cfg, noise_x, rooms, cal, neg, progress)
     result.notes = notes + result.notes
     result.info.update(command=command, machine=machine(), database=f"{db}, {hours:.2f} h",
+                       models="; ".join(f"{k}: {paths[k]} ({models[k].cfg.arch}, id {models[k].model_id})"
+                                        for k in models),
                        noise=f"{len(noise_x)} recordings, evaluation split of "
                              f"{', '.join(map(str, (*noise, *speech))) or 'the procedural bank (seed 1)'}",
                        rooms=f"{len(rooms)} impulse responses from {', '.join(map(str, rirs))}" if rirs else
                              f"{len(rooms)} synthetic rooms, RT60 {cfg.rt60[0]:g}-{cfg.rt60[1]:g} s (seed {ROOM_SEED})",
                        negatives=f"{len(cal)} calibration and {len(neg)} evaluation tracks not in the database",
-                       elapsed_s=time.perf_counter() - t0)
+                       elapsed_s=time.perf_counter() - t0, cpu_s=time.process_time() - cpu0)
     write_report(result, out)
     return result
 
@@ -586,7 +591,8 @@ def report_markdown(result: EvalResult) -> str:
         f"(at most {100 * cfg.max_false:g} % false matches)",
         f"- noise: {info.get('noise', '')}; rooms: {info.get('rooms', '')}; negatives: {info.get('negatives', '')}",
         f"- excerpts that recur elsewhere in their track (NCC >= {cfg.ncc_threshold:g}): {rep}",
-        f"- run time: {info.get('elapsed_s', 0):.0f} s", "",
+        f"- models: {info.get('models', '')}",
+        f"- run time: {info.get('elapsed_s', 0):.0f} s ({info.get('cpu_s', 0):.0f} s of CPU in this process)", "",
         f"## Top-1 % (right track, start within {cfg.tol_s:g} s)", "", result.table("hit"), "",
         "## Top-1 %, repeat-aware (a start where the clean excerpt recurs counts)", "",
         result.table("repeat", False), "",

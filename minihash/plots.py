@@ -655,13 +655,16 @@ def plot_bucket_sizes(codes, K: int, ax=None, figsize=(8, 3.5), title=None):
         _, counts = np.unique(c, return_counts=True)
         sizes = np.sort(counts)[::-1]
         st = bucket_stats(c, K)
-        ax.step(np.arange(1, len(sizes) + 1), sizes, where="post",
-                label=f"{name}: entropy {st['entropy_norm']:.2f}, largest {st['largest']}, "
-                      f"{st['n_buckets_used']} buckets")
+        # bucket r spans [r, r + 1) on the rank axis, so that even a single bucket shows
+        ax.stairs(sizes, np.arange(1, len(sizes) + 2), baseline=None, lw=1.8,
+                  label=f"{name}: entropy {st['entropy_norm']:.2f}, largest {st['largest']}, "
+                        f"{st['n_buckets_used']} bucket{'s' if st['n_buckets_used'] != 1 else ''}")
         n = max(n, len(c))
     if n:
         level = max(1.0, n / 2 ** K)  # a perfect spread: N / 2^K per bucket, or one item in each of N buckets
-        ax.hlines(level, 1, min(n, 2 ** K), color="k", ls="--", lw=1, label=f"perfectly balanced ({level:.3g} each)")
+        ax.hlines(level, 1, min(n, 2 ** K) + 1, color="k", ls="--", lw=1,
+                  label=f"perfectly balanced ({level:.3g} each)")
+        ax.set_ylim(0.7, 1.5 * n)
     ax.set(xscale="log", yscale="log", xlabel="bucket rank (largest first)", ylabel="items in bucket",
            title=title or f"bucket sizes, K = {K} bits ({2 ** K} buckets)")
     ax.legend(fontsize="small")
@@ -683,9 +686,11 @@ def plot_search_tradeoff(results, ax=None, figsize=(7, 3.5), title="top-1 agains
     Notebook: 07_balanced_hashing.ipynb
     """
     fig, ax = _fig_ax(ax, figsize)
-    for name, pts in results.items():
+    for i, (name, pts) in enumerate(results.items()):
         pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-        ax.plot(pts[:, 0], pts[:, 1], "o-" if len(pts) > 1 else "s", label=name)
+        # markers of decreasing size and hollow, so that methods landing on the same point all show
+        ax.plot(pts[:, 0], pts[:, 1], "-" if len(pts) > 1 else "", marker="osD^v*"[i % 6], ms=max(4, 12 - 2 * i),
+                fillstyle="none", mew=1.5, label=name)
     ax.set(xscale="log", xlabel="share of the database scored per query window", ylabel="top-1", ylim=(0, 1.02),
            title=title)
     ax.legend(fontsize="small")

@@ -1,0 +1,56 @@
+"""The notebooks as documents: outputs stripped in git, and the shape STYLE.md asks for.
+
+(Running them is nbmake's job: `make test` executes every notebook in fast mode.)
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXPECTED = ["00_overview", "01_audio_and_spectrograms", "02_distortions", "03_landmarks", "04_patch_transformer",
+            "05_contrastive_learning", "06_optimal_transport", "07_balanced_hashing", "08_search", "09_benchmark",
+            "10_your_own_audio"]
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_notebooks_are_numbered_in_teaching_order():
+    names = [p.stem for p in NOTEBOOKS]
+    assert names == [n for n in EXPECTED if n in names], "notebook names must follow the README table"
+    assert names, "no notebooks found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_outputs_are_stripped(path):
+    for i, c in enumerate(cells(path)):
+        if c["cell_type"] == "code":
+            assert not c.get("outputs"), f"{path.name} cell {i} has outputs: run `make strip` before committing"
+            assert c.get("execution_count") is None, f"{path.name} cell {i} has an execution count: `make strip`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_has_the_house_shape(path):
+    cs = cells(path)
+    first = source(cs[0])
+    assert cs[0]["cell_type"] == "markdown" and first.lstrip().startswith("#"), f"{path.name}: a title first"
+    assert "learning goals" in first.lower(), f"{path.name}: learning goals in the first cell"
+    assert "reference" in first.lower(), f"{path.name}: references in the first cell"
+    code = [c for c in cs if c["cell_type"] == "code"]
+    tags = [c.get("metadata", {}).get("tags", []) for c in code]
+    assert any("parameters" in t for t in tags), f"{path.name}: a code cell tagged `parameters`"
+    params = next(source(c) for c, t in zip(code, tags) if "parameters" in t)
+    assert "MINIHASH_FAST" in params and "CI" in params, f"{path.name}: fast mode switch in the parameters cell"
+    assert any("skip-execution" in t and "colab" in source(c).lower() for c, t in zip(code, tags)), \
+        f"{path.name}: a Colab install cell tagged skip-execution"
+    text = "\n".join(source(c) for c in cs)
+    assert "exercises.check_" in text or "from minihash.exercises import" in text, f"{path.name}: self-checking exercises"
+    assert "further notes" in text.lower(), f"{path.name}: a 'Further notes' section"
+    assert "interact(" in text or "Audio(" in text, f"{path.name}: a widget or an audio player"
+    assert "interact_manual" not in text, f"{path.name}: interact, not interact_manual"
