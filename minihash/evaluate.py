@@ -670,8 +670,9 @@ def config_from_args(args) -> EvalConfig:
     return replace(cfg, **{k: v for k, v in over.items() if v is not None})
 
 
-def _command(name: str, argv=None) -> str:
-    return shlex.join(["minihash", name, *(sys.argv[2:] if argv is None else argv)])
+def _command(name: str) -> str:
+    """This process's command line, as `minihash NAME ...` (run as `minihash NAME ...`)."""
+    return shlex.join(["minihash", name, *sys.argv[2:]])
 
 
 def eval_command(args) -> int:

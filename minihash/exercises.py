@@ -565,6 +565,7 @@ def check_rt60(your_fn) -> None:
 # ---- 04_patch_transformer
 
 def _patch_f64(x):
+    """A float64 numpy copy of an array or tensor, so answers in either form can be compared."""
     return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
 
 
@@ -611,8 +612,6 @@ def check_patchify(fn) -> None:
             (S[:, :, :N * P].reshape(B, N, M * P), "a plain reshape of (B, M, N*P) to (B, N, M*P) mixes up "
              "frequency and time (each 'patch' is a run of consecutive values of a few bands): reshape to "
              "(B, M, N, P), permute to (B, N, M, P), then flatten"),
-            (S[:, :, :N * P].transpose(0, 2, 1).reshape(B, N, M * P), "the patches are right but flattened "
-             "time-major (frame by frame): flatten band by band (entry m * P + t)"),
             (want[:, ::-1], "the patches come in reverse time order"),
         ])
         raise ExerciseError(f"S of shape {S.shape}, P={P}: " + (why or "wrong values: patch n must hold frames "

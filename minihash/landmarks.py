@@ -27,7 +27,7 @@ the original:
 - a match needs `min_ratio` times the count of the best other track as well as
   `min_count` aligned hashes (see `LandmarkIndex.search`).
 
-Notebook: 09_landmarks.ipynb
+Notebook: 03_landmarks.ipynb
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ class LandmarkConfig:
     sr: int = SR
     n_fft: int = 512  # 64 ms at 8 kHz
     hop: int = 256  # 32 ms: the time unit of every hash and offset
-    density: float = 50.0  # audfprint's --density: the mask decay (50: ~25 peaks/s on music)
+    decay_db: float | None = 140.0  # dB per second the mask falls (log magnitude); None: audfprint's decay
+    density: float = 50.0  # audfprint's --density: its mask decay, used when decay_db is None
     fanout: int = 5  # pairs per anchor peak (audfprint's maxpairsperpeak)
     max_peaks_per_frame: int = 5
     f_sd: float = 30.0  # width (bins) of the Gaussian mask a peak spreads over its neighbours
@@ -62,10 +63,10 @@ class LandmarkConfig:
     f_bits: int = 8
     df_bits: int = 6
     dt_bits: int = 6
-    shifts: int = 4  # queries are fingerprinted at this many sub-hop shifts (audfprint --shifts)
-    tolerance: int = 1  # offsets within +-tolerance frames vote together
-    min_count: int = 10  # aligned hashes needed to call a match (audfprint's threshcount, 5)...
-    min_ratio: float = 2.0  # ...and this many times the best count of any other track
+    shifts: int = 8  # queries are fingerprinted at this many sub-hop delays (audfprint --shifts)
+    tolerance: int = 0  # hits within (1 + 2 tolerance) hops vote for one place (+-tolerance frames in `votes`)
+    min_count: float = 5.0  # aligned hashes (per delayed copy) needed to call a match (audfprint's threshcount)...
+    min_ratio: float = 2.0  # ...and this many times the best score in any other track
 
     def __post_init__(self):
         if self.n_fft // 2 > 1 << self.f_bits:
@@ -81,16 +82,22 @@ class LandmarkConfig:
 
     @property
     def decay(self) -> float:
-        """Per-frame decay of the masking threshold: audfprint's rule, in seconds of hop."""
+        """Per-frame factor of audfprint's masking threshold (decay_db None): its rule, in seconds of hop."""
         return 1.0 - 0.01 * self.density * np.sqrt(self.hop_s / 0.032) / 35.0
+
+    @property
+    def decay_step(self) -> float:
+        """Per-frame fall of the log-magnitude mask, in nepers (natural log units): decay_db per second."""
+        return self.decay_db * self.hop_s * np.log(10.0) / 20.0
 
     @classmethod
     def preset(cls, name: str) -> LandmarkConfig:
         """`default`: tuned for short 8 kHz queries; `audfprint`: Ellis's defaults; `sparse`: a smaller index."""
         presets = {
             "default": {},
-            "audfprint": dict(density=20.0, fanout=3, hpf_pole=0.98, shifts=1, min_count=5, min_ratio=0.0),
-            "sparse": dict(density=20.0, fanout=3),
+            "audfprint": dict(decay_db=None, density=20.0, fanout=3, hpf_pole=0.98, shifts=1, tolerance=1,
+                              min_count=5.0, min_ratio=0.0),
+            "sparse": dict(decay_db=70.0, fanout=3),
         }
         if name not in presets:
             raise ValueError(f"unknown preset {name!r}, choose from {sorted(presets)}")
@@ -115,7 +122,7 @@ def spectrogram(x: np.ndarray, cfg: LandmarkConfig) -> np.ndarray:
         (n_fft // 2, frames) float array; frame t is centred on sample t * hop (the
         Nyquist bin is dropped so that bins fit `f_bits`).
 
-    Notebook: 09_landmarks.ipynb
+    Notebook: 03_landmarks.ipynb
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     pad = cfg.n_fft // 2
@@ -147,10 +154,15 @@ def find_peaks(x: np.ndarray, cfg: LandmarkConfig):
     """Pick the constellation: spectral peaks that rise above a decaying masking threshold.
 
     Each kept peak raises the threshold around it by a Gaussian in frequency
-    (width `f_sd` bins); the threshold decays by `cfg.decay` per frame, so a
-    strong peak masks its neighbours for a while, and a larger `density` (a
-    faster decay) keeps more peaks. A backward pass with the same mask drops
-    small peaks soon followed by a larger one.
+    (width `f_sd` bins) and the threshold decays with time, so a strong peak
+    masks its neighbours for a while. A backward pass with the same mask drops
+    small peaks soon followed by a larger one. The mask falls `decay_db` dB per
+    second in log magnitude, so a gain, or the mean of an excerpt, changes
+    nothing and an excerpt gets the peaks of the same audio inside the track.
+    audfprint's mask (`decay_db=None`) is the mean-removed log magnitude
+    multiplied by `decay` per frame: the peaks of an excerpt then depend on its
+    mean, and only a third of a 5 s query's hashes are found again in the track
+    at the right place (over 95 % with the log mask).
 
     Args:
         x: (T,) mono samples.
@@ -159,18 +171,29 @@ def find_peaks(x: np.ndarray, cfg: LandmarkConfig):
     Returns:
         (t_frames (P,) int32, f_bins (P,) int32), sorted by time then frequency.
 
-    Notebook: 09_landmarks.ipynb
+    Notebook: 03_landmarks.ipynb
     """
     S = spectrogram(x, cfg)  # (F, T)
     F, T = S.shape
     if T == 0 or not np.any(S):
         return np.zeros(0, np.int32), np.zeros(0, np.int32)
     bins = np.arange(F)
-    G = np.exp(-0.5 * ((bins[None, :] - bins[:, None]) / cfg.f_sd) ** 2)  # (F, F): bump of a peak at row
+    G = -0.5 * ((bins[None, :] - bins[:, None]) / cfg.f_sd) ** 2  # (F, F): row f, the log of a peak's bump at f
+    log = cfg.decay_db is not None
+    if not log:
+        G = np.exp(G)
 
-    def spread(col):  # the max of the bumps of the positive local maxima of one column
+    def bump(v, rows):  # the mask raised by peaks of values v (P,) at bins rows (P,): (F,)
+        return (v[:, None] + G[rows]).max(0) if log else (v[:, None] * G[rows]).max(0)
+
+    def spread(col):  # the mask of all the local maxima of one column: where a pass starts
         p = np.flatnonzero(_locmax(col[:, None])[:, 0])
-        return np.maximum(0.0, (col[p, None] * G[p]).max(0)) if p.size else np.zeros(F)
+        if not p.size:
+            return np.full(F, -np.inf) if log else np.zeros(F)
+        return bump(col[p], p) if log else np.maximum(0.0, bump(col[p], p))
+
+    def decay(thr):
+        return thr - cfg.decay_step if log else thr * cfg.decay
 
     is_max = _locmax(S)  # (F, T)
     peaks = np.zeros((F, T), dtype=bool)
@@ -180,21 +203,21 @@ def find_peaks(x: np.ndarray, cfg: LandmarkConfig):
         cand = np.flatnonzero(is_max[:, t] & (col > thr))
         if cand.size:
             cand = cand[np.argsort(-col[cand], kind="stable")[: cfg.max_peaks_per_frame]]
-            thr = np.maximum(thr, (col[cand, None] * G[cand]).max(0))
+            thr = np.maximum(thr, bump(col[cand], cand))
             peaks[cand, t] = True
-        thr *= cfg.decay
+        thr = decay(thr)
     thr = spread(S[:, -1])
     for t in range(T - 1, -1, -1):  # backward: a peak must also clear the mask of what follows
         col = S[:, t]
         cand = np.flatnonzero(peaks[:, t])
         for f in cand[np.argsort(-col[cand], kind="stable")]:
             if col[f] >= thr[f]:
-                thr = np.maximum(thr, col[f] * G[f])
+                thr = np.maximum(thr, bump(col[[f]], [f]))
                 if t + 1 < T:
                     peaks[f, t + 1] = False  # the same bin in the next frame is the same note
             else:
                 peaks[f, t] = False
-        thr *= cfg.decay
+        thr = decay(thr)
     t_frames, f_bins = np.nonzero(peaks.T)  # row-major over (T, F): sorted by time, then bin
     return t_frames.astype(np.int32), f_bins.astype(np.int32)
 
@@ -216,7 +239,7 @@ def landmarks(peaks, cfg: LandmarkConfig):
     Returns:
         (t1, f1, f2, dt), each (L,) int32, ordered by anchor then target.
 
-    Notebook: 09_landmarks.ipynb
+    Notebook: 03_landmarks.ipynb
     """
     t, f = (np.asarray(a, dtype=np.int64) for a in peaks)
     lo = np.searchsorted(t, t + cfg.min_dt, "left")  # (P,) first peak of each zone
@@ -258,26 +281,49 @@ def unpack(h, cfg: LandmarkConfig):
     return f1.astype(np.int32), df.astype(np.int32), dt.astype(np.int32)
 
 
+def shifted_hashes(x: np.ndarray, cfg: LandmarkConfig, shifts: int = 1):
+    """Fingerprint `x` and its copies delayed by 1/shifts, 2/shifts... of a hop (audfprint's --shifts).
+
+    A query starts anywhere, not on the frame grid of the database: one of the
+    copies meets that grid within hop / (2 shifts).
+
+    Args:
+        x: (T,) mono samples.
+        cfg: the parameters.
+        shifts: copies, the first `x` itself.
+
+    Returns:
+        (hash (H,) uint32, t (H,) int32 anchor frames in its copy, d (H,) int32 samples its copy
+        skipped), distinct (hash, t) pairs within each copy.
+
+    Notebook: 03_landmarks.ipynb
+    """
+    h, t, d = [np.zeros(0, np.uint32)], [np.zeros(0, np.int32)], [np.zeros(0, np.int32)]
+    for s in range(shifts):
+        skip = round(s * cfg.hop / shifts)
+        t1, f1, f2, dt = landmarks(find_peaks(x[skip:], cfg), cfg)
+        key = np.unique((pack(f1, f2 - f1, dt, cfg).astype(np.int64) << 32) | t1)  # (H_s,) distinct (hash, t)
+        h.append((key >> 32).astype(np.uint32))
+        t.append((key & 0xFFFFFFFF).astype(np.int32))
+        d.append(np.full(len(key), skip, np.int32))
+    return np.concatenate(h), np.concatenate(t), np.concatenate(d)
+
+
 def hashes(x: np.ndarray, cfg: LandmarkConfig, shifts: int = 1):
     """Fingerprint a signal: its landmark hashes and the frame of each anchor.
 
     Args:
         x: (T,) mono samples.
         cfg: the parameters.
-        shifts: also fingerprint `x` delayed by 1/shifts, 2/shifts... of a hop and keep
-            the union (audfprint's --shifts): a query that starts between two database
-            frames then also meets the frame grid of the database.
+        shifts: also fingerprint the delayed copies of `shifted_hashes` and keep the union.
 
     Returns:
         (hash (H,) uint32, t (H,) int32 anchor frames), distinct (hash, t) pairs.
 
-    Notebook: 09_landmarks.ipynb
+    Notebook: 03_landmarks.ipynb
     """
-    out = []
-    for s in range(shifts):
-        t1, f1, f2, dt = landmarks(find_peaks(x[round(s * cfg.hop / shifts) :], cfg), cfg)
-        out.append((pack(f1, f2 - f1, dt, cfg).astype(np.int64) << 32) | t1)
-    key = np.unique(np.concatenate(out))  # (H,) one per distinct (hash, t)
+    h, t, _ = shifted_hashes(x, cfg, shifts)
+    key = np.unique((h.astype(np.int64) << 32) | t)  # (H,) one per distinct (hash, t)
     return (key >> 32).astype(np.uint32), (key & 0xFFFFFFFF).astype(np.int32)
 
 
@@ -304,7 +350,7 @@ class LandmarkIndex:
     Args:
         cfg: the fingerprint parameters (queries must use the same).
 
-    Notebook: 09_landmarks.ipynb
+    Notebook: 03_landmarks.ipynb
     """
 
     def __init__(self, cfg: LandmarkConfig | None = None):
@@ -375,39 +421,47 @@ class LandmarkIndex:
     def search(self, x: np.ndarray) -> Match:
         """Find the track and start time of a query.
 
-        The best (track, offset) is the bin of `votes` with the most aligned
-        hashes. It is a match when that count reaches `min_count` and `min_ratio`
-        times the best count of any other track: music shares pitches and drum
-        sounds, so unrelated audio collects a few aligned hashes everywhere, and
-        a ratio to the runner-up rejects it at any query length better than a
-        count alone (a track indexed twice can then never match). The start is
-        refined below a frame by the mean offset of the aligned hits.
+        The query is fingerprinted at `cfg.shifts` sub-hop delays. Each hit of a
+        delayed copy says where the query starts in a track, in samples:
+        (db_t - q_t) * hop - delay. Over all copies the hits of the right place
+        fall within one hop, whatever its phase against the frame grid, so the
+        score of a place is the count of hits in a sliding window of one hop,
+        per copy: the average of the aligned hashes over the sub-hop phases.
+        The best place is a match when its score reaches `min_count` and
+        `min_ratio` times the best score in any other track: music shares
+        pitches and drum sounds, so unrelated audio collects a few aligned
+        hashes everywhere, and a ratio to the runner-up rejects it at any query
+        length better than a count alone (a track indexed twice can then never
+        match). The start is the mean of the hits in the window: finer than a hop.
 
         Args:
             x: (T,) query samples.
 
         Returns:
-            Match(track or None, offset_s, score = aligned hashes (also without a
+            Match(track or None, offset_s, score = aligned hashes per copy (also without a
             match), n_scored = index entries hit, time_ms, frac_scored = their share).
 
-        Notebook: 09_landmarks.ipynb
+        Notebook: 03_landmarks.ipynb
         """
         t0 = time.perf_counter()
         cfg = self.cfg
-        tr, off, qi = self.hits(*hashes(x, cfg, cfg.shifts))  # (M,) each
-        track, offset, count = _vote(tr, off, qi, cfg.tolerance)
-        score, name, offset_s = 0, None, 0.0
-        if len(count):
-            k = int(np.argmax(count))
-            score = int(count[k])
-            runner_up = int(count[track != track[k]].max(initial=0))
+        q_hash, q_t, q_d = shifted_hashes(x, cfg, cfg.shifts)
+        track, off, qi = self.hits(q_hash, q_t)  # (M,) each
+        start = off.astype(np.int64) * cfg.hop - q_d[qi]  # (M,) samples: where the query starts
+        score, name, offset_s = 0.0, None, 0.0
+        if len(track):
+            key = np.sort((track.astype(np.int64) << 40) + start + (1 << 39))  # by track, then start
+            width = (1 + 2 * cfg.tolerance) * cfg.hop
+            n = np.searchsorted(key, key + width, "left") - np.arange(len(key))  # (M,) hits in [start, start + width)
+            k = int(np.argmax(n))
+            best = key[k] >> 40
+            score = n[k] / cfg.shifts
+            runner_up = n[(key >> 40) != best].max(initial=0) / cfg.shifts
             if score >= cfg.min_count and score >= cfg.min_ratio * runner_up:
-                near = (tr == track[k]) & (np.abs(off - offset[k]) <= cfg.tolerance)
-                # the copy cut s/shifts of a hop late sees each peak that much early: remove the mean lag
-                lag = (cfg.shifts - 1) / (2 * cfg.shifts)
-                name, offset_s = self.names[track[k]], (float(off[near].mean()) - lag) * cfg.hop_s
+                starts = (key[k: k + n[k]] & ((1 << 40) - 1)) - (1 << 39)
+                name, offset_s = self.names[best], float(starts.mean()) / cfg.sr
         ms = (time.perf_counter() - t0) * 1e3
-        return Match(name, offset_s, float(score), len(tr), ms, len(tr) / max(len(self._hash), 1))
+        return Match(name, offset_s, float(score), len(track), ms, len(track) / max(len(self._hash), 1))
 
     def stats(self) -> dict:
         """Size of the index: tracks, hashes, hashes per second of audio, bytes per hash."""

@@ -380,6 +380,7 @@ def plot_xcorr(x, y, sr, max_lag_s=0.05, phat=False, ax=None, figsize=(8, 2.5), 
 # ---- 04_patch_transformer
 
 def _patch_np(x):
+    """A numpy view of an array or tensor (detached, on the CPU)."""
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
