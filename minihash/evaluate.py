@@ -12,7 +12,7 @@ normalised cross-correlation >= 0.9, computed by FFT. Negative queries (audio no
 database) count false matches, at a no-match threshold each neural index calibrates on another
 negative set. Every method hears exactly the same excerpts, so differences are the methods'.
 
-Notebook: 10_evaluation.ipynb
+Notebook: 09_benchmark.ipynb
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def ncc(q, x) -> np.ndarray:
     Returns:
         (T - n + 1,) correlations in [-1, 1]; 0 where the window (or q) is silent.
 
-    Notebook: 10_evaluation.ipynb
+    Notebook: 09_benchmark.ipynb
     """
     q, x = np.asarray(q, np.float64), np.asarray(x, np.float64)
     n = len(q)
@@ -164,7 +164,7 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
     Returns:
         list of Query.
 
-    Notebook: 10_evaluation.ipynb
+    Notebook: 09_benchmark.ipynb
     """
     L = int(round(length_s * sr))
     n_starts = np.array([max(len(x) - L + 1, 0) for x in tracks])
@@ -369,7 +369,7 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
     Returns:
         an EvalResult; `.table()` is the headline, `.rows()` the CSV.
 
-    Notebook: 10_evaluation.ipynb
+    Notebook: 09_benchmark.ipynb
     """
     names, audio = list(tracks), list(tracks.values())
     models = {k: hearable(m, (cfg.hop_s, cfg.query_hop_s)) for k, m in models.items()}
@@ -546,7 +546,7 @@ def plot_top1_vs_snr(rows, length_s: float, key: str = "hits_0.1", axes=None, fi
     Returns:
         (fig, axes).
 
-    Notebook: 10_evaluation.ipynb
+    Notebook: 09_benchmark.ipynb
     """
     import matplotlib.pyplot as plt
 
