@@ -182,42 +182,40 @@ def find_peaks(x: np.ndarray, cfg: LandmarkConfig):
     log = cfg.decay_db is not None
     if not log:
         G = np.exp(G)
+    step, factor = (cfg.decay_step, 1.0) if log else (0.0, cfg.decay)  # the mask falls, or shrinks, per frame
 
-    def bump(v, rows):  # the mask raised by peaks of values v (P,) at bins rows (P,): (F,)
-        return (v[:, None] + G[rows]).max(0) if log else (v[:, None] * G[rows]).max(0)
+    def bump(v, f):  # the mask a peak of value v at bin f raises over every bin: (F,)
+        return v + G[f] if log else v * G[f]
 
     def spread(col):  # the mask of all the local maxima of one column: where a pass starts
         p = np.flatnonzero(_locmax(col[:, None])[:, 0])
         if not p.size:
             return np.full(F, -np.inf) if log else np.zeros(F)
-        return bump(col[p], p) if log else np.maximum(0.0, bump(col[p], p))
-
-    def decay(thr):
-        return thr - cfg.decay_step if log else thr * cfg.decay
+        thr = bump(col[p, None], p).max(0)
+        return thr if log else np.maximum(0.0, thr)
 
     is_max = _locmax(S)  # (F, T)
-    peaks = np.zeros((F, T), dtype=bool)
+    found = []  # per frame, the bins the forward pass accepts, largest first
     thr = spread(S[:, :10].max(1))  # (F,)
     for t in range(T):  # forward: accept the largest maxima above the threshold, then mask
         col = S[:, t]
         cand = np.flatnonzero(is_max[:, t] & (col > thr))
+        cand = cand[np.argsort(-col[cand], kind="stable")[: cfg.max_peaks_per_frame]]
         if cand.size:
-            cand = cand[np.argsort(-col[cand], kind="stable")[: cfg.max_peaks_per_frame]]
-            thr = np.maximum(thr, bump(col[cand], cand))
-            peaks[cand, t] = True
-        thr = decay(thr)
+            thr = np.maximum(thr, bump(col[cand, None], cand).max(0))
+        found.append(cand)
+        thr = thr * factor - step
+    peaks = np.zeros((F, T), dtype=bool)
     thr = spread(S[:, -1])
     for t in range(T - 1, -1, -1):  # backward: a peak must also clear the mask of what follows
         col = S[:, t]
-        cand = np.flatnonzero(peaks[:, t])
-        for f in cand[np.argsort(-col[cand], kind="stable")]:
+        for f in found[t]:
             if col[f] >= thr[f]:
-                thr = np.maximum(thr, bump(col[[f]], [f]))
+                thr = np.maximum(thr, bump(col[f], f))
+                peaks[f, t] = True
                 if t + 1 < T:
                     peaks[f, t + 1] = False  # the same bin in the next frame is the same note
-            else:
-                peaks[f, t] = False
-        thr = decay(thr)
+        thr = thr * factor - step
     t_frames, f_bins = np.nonzero(peaks.T)  # row-major over (T, F): sorted by time, then bin
     return t_frames.astype(np.int32), f_bins.astype(np.int32)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
+from minihash.data import synth_tracks
 from minihash.landmarks import (
     LandmarkConfig,
     LandmarkIndex,
@@ -14,6 +15,7 @@ from minihash.landmarks import (
     hashes,
     landmarks,
     pack,
+    shifted_hashes,
     spectrogram,
     unpack,
 )
@@ -77,6 +79,8 @@ def test_config_refuses_what_does_not_fit():
     with pytest.raises(ValueError):
         LandmarkConfig.preset("huge")
     assert LandmarkConfig.preset("audfprint").hpf_pole == 0.98 and LandmarkConfig().hpf_pole is None
+    assert LandmarkConfig.preset("audfprint").decay_db is None and LandmarkConfig().decay_db > 0
+    assert LandmarkConfig(decay_db=140.0).decay_step == pytest.approx(140.0 * 0.032 / (20 / np.log(10)))
 
 
 # ----------------------------------------------------------------------------
@@ -108,8 +112,37 @@ def test_spectrogram_matches_scipy_stft(preset, tracks):
         np.testing.assert_allclose(S[f], y, atol=1e-6)
 
 
-def test_peaks_are_local_maxima_above_the_mask(tracks):
-    cfg = LandmarkConfig()
+def forward_pass(S, cfg):
+    """The forward masking pass by hand, one bin and one peak at a time: the (frame, bin) it accepts."""
+    F, T = S.shape
+    log = cfg.decay_db is not None
+
+    def bump(v, p):  # the mask a peak of value v at bin p raises over every bin
+        g = -0.5 * ((np.arange(F) - p) / cfg.f_sd) ** 2
+        return v + g if log else v * np.exp(g)
+
+    def is_max(col, f):
+        return (f == 0 or col[f] >= col[f - 1]) and (f == F - 1 or col[f] > col[f + 1])
+
+    first = S[:, :10].max(1)
+    thr = np.full(F, -np.inf) if log else np.zeros(F)
+    for p in range(F):
+        if is_max(first, p):
+            thr = np.maximum(thr, bump(first[p], p))
+    out = set()
+    for t in range(T):
+        col = S[:, t]
+        cand = [f for f in range(F) if is_max(col, f) and col[f] > thr[f]]
+        for f in sorted(cand, key=lambda f: -col[f])[: cfg.max_peaks_per_frame]:
+            out.add((t, f))
+            thr = np.maximum(thr, bump(col[f], f))
+        thr = thr - cfg.decay_step if log else thr * cfg.decay
+    return out
+
+
+@pytest.mark.parametrize("preset", ["default", "audfprint"])
+def test_peaks_are_local_maxima_above_the_mask(preset, tracks):
+    cfg = LandmarkConfig.preset(preset)
     x = tracks[1][: 6 * SR]
     S = spectrogram(x, cfg)
     t, f = find_peaks(x, cfg)
@@ -117,10 +150,29 @@ def test_peaks_are_local_maxima_above_the_mask(tracks):
     assert np.all(np.diff(t * S.shape[0] + f) > 0)  # sorted by time, then bin, no repeats
     for ti, fi in zip(t, f):
         v = S[fi, ti]
-        assert v > 0  # the mask never falls below zero
         assert fi == 0 or v >= S[fi - 1, ti]
         assert fi == S.shape[0] - 1 or v > S[fi + 1, ti]
     assert np.bincount(t).max() <= cfg.max_peaks_per_frame
+    # the backward pass only removes peaks: every peak is one the forward pass, done by hand, accepts
+    assert set(zip(t.tolist(), f.tolist())) <= forward_pass(S, cfg)
+
+
+def test_an_excerpt_gets_the_peaks_of_the_track(tracks):
+    # the log mask ignores the excerpt's mean and gain: away from its edges, an excerpt's peaks are the
+    # track's; audfprint's mask (mean-removed log, multiplied down) moves them
+    agree = {}
+    for preset in ("default", "audfprint"):
+        cfg = LandmarkConfig.preset(preset)
+        shares = []
+        for x in tracks[:4]:
+            t, f = find_peaks(x, cfg)
+            full = set(zip(t.tolist(), f.tolist()))
+            for a in (40, 200):  # frames
+                qt, qf = find_peaks(0.3 * x[a * cfg.hop: a * cfg.hop + 5 * SR], cfg)
+                inner = (qt >= 16) & (qt < 5 * SR // cfg.hop - 16)  # 0.5 s from the edges
+                shares.append(np.mean([(tq + a, fq) in full for tq, fq in zip(qt[inner], qf[inner])]))
+        agree[preset] = np.mean(shares)
+    assert agree["default"] > 0.995 and agree["audfprint"] < agree["default"] - 0.05, agree
 
 
 def test_locmax_equals_a_loop():
@@ -135,8 +187,10 @@ def test_locmax_equals_a_loop():
 
 def test_density_and_fanout_control_the_hash_rate(tracks):
     x = tracks[2]
-    n_peaks = [len(find_peaks(x, LandmarkConfig(density=d))[0]) for d in (10, 30, 80)]
-    assert n_peaks[0] < n_peaks[1] < n_peaks[2]
+    n_peaks = [len(find_peaks(x, LandmarkConfig(decay_db=d))[0]) for d in (20.0, 60.0, 180.0)]
+    assert n_peaks[0] < n_peaks[1] < n_peaks[2]  # a faster falling mask lets more peaks through
+    n_peaks = [len(find_peaks(x, LandmarkConfig(decay_db=None, density=d))[0]) for d in (10, 30, 80)]
+    assert n_peaks[0] < n_peaks[1] < n_peaks[2]  # audfprint's knob
     P = len(find_peaks(x, LandmarkConfig())[0])
     n_hashes = [len(hashes(x, LandmarkConfig(fanout=k))[0]) for k in (1, 3, 6)]
     assert n_hashes[0] < n_hashes[1] < n_hashes[2]
@@ -145,6 +199,10 @@ def test_density_and_fanout_control_the_hash_rate(tracks):
     h1, t1 = hashes(x[: 4 * SR], LandmarkConfig())
     h4, t4 = hashes(x[: 4 * SR], LandmarkConfig(), shifts=4)
     assert len(h4) > len(h1) and set(zip(h1.tolist(), t1.tolist())) <= set(zip(h4.tolist(), t4.tolist()))
+    h, t, d = shifted_hashes(x[: 4 * SR], LandmarkConfig(), shifts=4)  # each copy on its own
+    for s, skip in enumerate((0, 64, 128, 192)):
+        hs, ts = hashes(x[skip: 4 * SR], LandmarkConfig())
+        assert sorted(zip(h[d == skip].tolist(), t[d == skip].tolist())) == sorted(zip(hs.tolist(), ts.tolist()))
 
 
 def test_silence_and_tiny_inputs_give_no_peaks():
@@ -209,9 +267,20 @@ def test_votes_equal_a_brute_force_count(tracks):
         merged[(k, o)] = len({i for kk, oo, i in hits if kk == k and abs(oo - o) <= 1})
     track, offset, count = idx.votes(q_hash, q_t, tolerance=1)
     assert dict(zip(zip(track.tolist(), offset.tolist()), count.tolist())) == merged
-    best = max(merged.values())
+    # search: every delayed copy's hit says where the query starts, in samples; a place scores the hits
+    # within one hop of it, per copy
+    starts = {}
+    for i, (qh, qt, qd) in enumerate(zip(*shifted_hashes(q, cfg, cfg.shifts))):
+        for k, h, t in entries:
+            if h == qh:
+                starts.setdefault(k, []).append((t - qt) * cfg.hop - qd)
+    windows = {(k, s0): [s for s in v if s0 <= s < s0 + cfg.hop] for k, v in starts.items() for s0 in v}
+    (k_best, _), best = max(windows.items(), key=lambda kv: len(kv[1]))
+    runner_up = max(len(w) for (k, _), w in windows.items() if k != k_best)
     m = idx.search(q)
-    assert m.score == best and m.track == "1" and abs(m.offset_s - a / SR) < 0.1
+    assert m.score == len(best) / cfg.shifts and m.track == str(k_best) == "1"
+    assert m.offset_s == pytest.approx(np.mean(best) / SR) and abs(m.offset_s - a / SR) < 0.01
+    assert len(best) >= cfg.min_ratio * runner_up
 
 
 def test_vote_counts_each_query_hash_once_per_bin():
@@ -235,7 +304,7 @@ def test_vote_counts_each_query_hash_once_per_bin():
 def test_clean_queries_are_found(preset, tracks):
     index = LandmarkIndex(LandmarkConfig.preset(preset)).build({f"t{i}.wav": x for i, x in enumerate(tracks)})
     rng = np.random.default_rng(2)
-    n, hits, errors = 60, 0, []
+    n, hits, errors = 40, 0, []
     for _ in range(n):
         k = int(rng.integers(len(tracks)))
         a = int(round(rng.uniform(0, 15) * SR))  # continuous start times: off the 32 ms frame grid
@@ -245,7 +314,26 @@ def test_clean_queries_are_found(preset, tracks):
             hits += 1
             errors.append(m.offset_s - a / SR)
     assert hits >= 0.99 * n
-    assert abs(np.mean(errors)) < 0.004 and np.mean(np.abs(errors)) < 0.008  # refined below the 32 ms hop
+    if preset == "default":  # sub-hop delays: the start is found to a few samples, not to a 32 ms frame
+        assert abs(np.mean(errors)) < 0.001 and np.mean(np.abs(errors)) < 0.002
+
+
+def test_five_second_queries_of_the_embedded_corpus():
+    # the issue's target: >= 99 % top-1 with the right start (within 0.1 s) on clean 5 s queries of the
+    # procedural corpus, whose sections come back as near-duplicates and sometimes as pasted loops
+    tracks = synth_tracks(10, 30.0, seed=0, cache=False)
+    index = LandmarkIndex(LandmarkConfig()).build(tracks)
+    rng = np.random.default_rng(0)
+    n, hits = 60, 0
+    for _ in range(n):
+        k = int(rng.integers(len(tracks)))
+        a = int(round(rng.uniform(0, 25) * SR))
+        m = index.search(tracks[k][a : a + 5 * SR])
+        hits += m.track == str(k) and abs(m.offset_s - a / SR) < 0.1
+    assert hits >= 0.99 * n
+    others = synth_tracks(4, 30.0, seed=1, cache=False)  # and audio from outside the index is not matched
+    false = sum(index.search(x[a : a + 5 * SR]).track is not None for x in others for a in (0, 9 * SR, 20 * SR))
+    assert false <= 1
 
 
 def test_audio_not_in_the_db_gives_no_match(index):
