@@ -788,8 +788,8 @@ def check_pack_hash(your_fn) -> None:
         i, j = clash[0], first[inv.ravel()[clash[0]]]
         a, b = tuple(int(x) for x in keys[j]), tuple(int(x) for x in keys[i])
         raise ExerciseError(f"pack_hash: two different landmarks share a hash ({a} and {b} "
-                            f"(f1, df, dt) both give {int(got[i])}): the fields overlap. Shift each past the bits of the "
-                            "fields below it: f1 << 12, df << 6, dt << 0")
+                            f"(f1, df, dt) both give {int(got[i])}): the fields overlap. Shift each past the bits "
+                            "of the fields below it: f1 << 12, df << 6, dt << 0")
     zero = {k: np.zeros(1, np.int64) for k in v}
     base = int(np.asarray(your_fn(*(z.copy() for z in zero.values())), dtype=np.int64).ravel()[0])
     for name, bits in _HASH_FIELDS:
