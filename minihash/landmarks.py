@@ -18,13 +18,21 @@ the original:
   256 bins still fit 8 bits, dt <= 63 frames spans 2 s, |df| <= 31 bins 480 Hz.
   Constants audfprint gives per frame (mask decay, high-pass pole) are rescaled
   through seconds.
+- the masking threshold lives in log magnitude and falls `decay_db` dB per
+  second. audfprint multiplies the mean-removed log magnitude down, so the
+  peaks of an excerpt depend on the excerpt's mean: 80 % of a 5 s query's
+  hashes were found at the right place in its track (even on the frame grid),
+  97 % now, all of them half a second away from the excerpt's edges.
 - audfprint's onset emphasis (a high-pass along time) is off by default: its
   long memory makes the peaks of a 5 s excerpt differ from those of the same
   audio inside the track, and it keeps few peaks in noise (5 s queries at 0 dB
   SNR: top-1 0.43 with it, 0.72 without).
-- queries are fingerprinted at 4 sub-hop shifts (audfprint --shifts): a query
-  starts anywhere, not on the 32 ms frame grid of the database.
-- a match needs `min_ratio` times the count of the best other track as well as
+- queries are fingerprinted at 8 sub-hop delays (audfprint --shifts) and every
+  hit of every copy votes for where the query starts, in samples: the score of
+  a place is the same whatever its phase against the 32 ms frame grid, so a
+  place that merely repeats most of the query (a chorus) no longer wins by a
+  luckier phase, and the start is found to a few samples.
+- a match needs `min_ratio` times the score of the best other track as well as
   `min_count` aligned hashes (see `LandmarkIndex.search`).
 
 Notebook: 03_landmarks.ipynb
@@ -65,8 +73,8 @@ class LandmarkConfig:
     dt_bits: int = 6
     shifts: int = 8  # queries are fingerprinted at this many sub-hop delays (audfprint --shifts)
     tolerance: int = 0  # hits within (1 + 2 tolerance) hops vote for one place (+-tolerance frames in `votes`)
-    min_count: float = 5.0  # aligned hashes (per delayed copy) needed to call a match (audfprint's threshcount)...
-    min_ratio: float = 2.0  # ...and this many times the best score in any other track
+    min_count: float = 4.0  # aligned hashes (per delayed copy) needed to call a match (audfprint's threshcount)...
+    min_ratio: float = 2.5  # ...and this many times the best score in any other track
 
     def __post_init__(self):
         if self.n_fft // 2 > 1 << self.f_bits:
@@ -161,8 +169,8 @@ def find_peaks(x: np.ndarray, cfg: LandmarkConfig):
     nothing and an excerpt gets the peaks of the same audio inside the track.
     audfprint's mask (`decay_db=None`) is the mean-removed log magnitude
     multiplied by `decay` per frame: the peaks of an excerpt then depend on its
-    mean, and only a third of a 5 s query's hashes are found again in the track
-    at the right place (over 95 % with the log mask).
+    mean, and 80 % of a 5 s query's hashes are found again at the right place
+    in the track (97 % with the log mask).
 
     Args:
         x: (T,) mono samples.
@@ -403,7 +411,9 @@ class LandmarkIndex:
 
         A query hash votes once for every offset within +-`tolerance` frames of
         one of its hits, however many hits it has there (audfprint's filtered
-        count), so a peak found one frame early or late still counts.
+        count), so a peak found one frame early or late still counts. This is
+        the histogram of one copy of the query, in frames; `search` votes in
+        samples with all its delayed copies.
 
         Args:
             q_hash, q_t: (Q,) query hashes and their anchor frames.
@@ -423,8 +433,11 @@ class LandmarkIndex:
         delayed copy says where the query starts in a track, in samples:
         (db_t - q_t) * hop - delay. Over all copies the hits of the right place
         fall within one hop, whatever its phase against the frame grid, so the
-        score of a place is the count of hits in a sliding window of one hop,
-        per copy: the average of the aligned hashes over the sub-hop phases.
+        score of a place is the count of hits in a sliding window of one hop
+        (1 + 2 `tolerance` hops), per copy: the average of the aligned hashes
+        over the sub-hop phases. A place that repeats most of the query (a
+        chorus pasted again) thus scores less than the query's own place, not
+        more by a luckier phase.
         The best place is a match when its score reaches `min_count` and
         `min_ratio` times the best score in any other track: music shares
         pitches and drum sounds, so unrelated audio collects a few aligned

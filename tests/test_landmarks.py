@@ -324,16 +324,15 @@ def test_five_second_queries_of_the_embedded_corpus():
     tracks = synth_tracks(10, 30.0, seed=0, cache=False)
     index = LandmarkIndex(LandmarkConfig()).build(tracks)
     rng = np.random.default_rng(0)
-    n, hits = 60, 0
+    n, hits = 50, 0
     for _ in range(n):
         k = int(rng.integers(len(tracks)))
         a = int(round(rng.uniform(0, 25) * SR))
         m = index.search(tracks[k][a : a + 5 * SR])
         hits += m.track == str(k) and abs(m.offset_s - a / SR) < 0.1
     assert hits >= 0.99 * n
-    others = synth_tracks(4, 30.0, seed=1, cache=False)  # and audio from outside the index is not matched
-    false = sum(index.search(x[a : a + 5 * SR]).track is not None for x in others for a in (0, 9 * SR, 20 * SR))
-    assert false <= 1
+    others = synth_tracks(2, 30.0, seed=1, cache=False)  # and audio from outside the index is not matched
+    assert all(index.search(x[a : a + 5 * SR]).track is None for x in others for a in (2 * SR, 12 * SR, 22 * SR))
 
 
 def test_audio_not_in_the_db_gives_no_match(index):
