@@ -150,3 +150,24 @@ def test_demo_without_the_shipped_model_says_how_to_get_it(monkeypatch, tmp_path
     ev.add_demo_parser(p.add_subparsers(dest="cmd"))
     with pytest.raises(FormatError, match="shipped model is missing"):
         ev.demo_command(p.parse_args(["demo", "--out", str(tmp_path / "demo")]))
+
+
+def test_a_front_end_hop_that_does_not_divide_the_db_hop_is_windowed_from_the_samples():
+    import torch
+
+    from minihash.audio import segment
+    from minihash.encoder import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    tiny, nafp = build_model(ModelConfig.preset("tiny")), build_model(ModelConfig.preset("nafp-small"))
+    assert ev.hearable(tiny, (0.1, 0.5)) is tiny  # 10 ms hop: one log-mel, sliced
+    w = ev.hearable(nafp, (0.1, 0.5))  # 32 ms hop: fingerprint_audio cannot slice at 0.1 s
+    assert isinstance(w, ev.Windowed) and w.model_id == nafp.model_id
+    x = np.random.default_rng(0).standard_normal(25_000).astype(np.float32)
+    e, z, s = w.fingerprint_audio(x, 0.1)
+    windows, starts = segment(x, 8000, 1.0, 0.1)
+    ref_e, ref_z = nafp.fingerprint(windows)
+    np.testing.assert_allclose(s, starts)
+    np.testing.assert_allclose(e, ref_e, atol=1e-6)
+    np.testing.assert_allclose(z, ref_z, atol=1e-5)
+    assert len(s) == 1 + (25_000 - 8000) // 800
