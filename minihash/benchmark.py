@@ -24,7 +24,6 @@ import functools
 import hashlib
 import math
 import os
-import platform
 import re
 import shlex
 import sys
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 from . import data
 from .audio import SR
 from .distort import add_noise, reverb, synth_rir
+from .evaluate import machine_info
 from .index import SearchConfig, index_class
 
 METHODS = ("hash", "sign", "lsh", "exhaustive", "faiss")
@@ -360,20 +360,6 @@ def bench_size(size: int, arrays: dict, fps: dict, queries, cfg: BenchConfig, K:
 
 # ----------------------------------------------------------------------------
 # the whole benchmark
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
-    return {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "blas_threads": blas,
-            "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform()}
 
 
 def run_benchmark(model, cfg: BenchConfig, sign_model=None, progress: bool = True, log=print) -> dict:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import FormatError
+from .audio import segment
 from .spectrogram import LogMel, MelConfig
 
 ARCHS = ("transformer", "cnn")
@@ -223,17 +224,26 @@ class Encoder(nn.Module):
         return np.concatenate(embs), np.concatenate(logits)
 
 
+    def slices_mel(self, hop_s: float) -> bool:
+        """Whether windows `hop_s` apart can be cut from one log-mel of the whole signal: the front
+        end's hop (10 ms for the transformer, 32 ms for the NAFP-style CNN) must divide `hop_s`."""
+        mel = self.cfg.mel
+        step = round(hop_s * mel.sr / mel.hop)
+        return step >= 1 and abs(step * mel.hop - hop_s * mel.sr) < 1e-6 * mel.sr
+
     @torch.no_grad()
     def fingerprint_audio(self, x, hop_s: float = 0.1, batch_size: int = 256):
         """Fingerprint a whole signal every `hop_s` seconds.
 
         The log-mel of the whole signal is computed once and cut into windows of
         `n_frames` frames, ten times less front-end work than windowing the samples at a
-        0.1 s hop. A signal shorter than one window is zero-padded to one window.
+        0.1 s hop. Where the front end's hop does not divide `hop_s` (`slices_mel`), the
+        windows are cut from the samples instead: the same windows, slower. A signal
+        shorter than one window is zero-padded to one window.
 
         Args:
             x: (T,) float array or tensor at `cfg.mel.sr`.
-            hop_s: hop between window starts, a multiple of the front end's hop (10 ms).
+            hop_s: hop between window starts, seconds.
             batch_size: windows per forward pass.
 
         Returns:
@@ -242,9 +252,10 @@ class Encoder(nn.Module):
         Notebook: 08_search.ipynb
         """
         cfg = self.cfg
+        if not self.slices_mel(hop_s):
+            windows, starts = segment(np.asarray(x, dtype=np.float32), cfg.mel.sr, cfg.win_s, hop_s)  # (N, W)
+            return (*self.fingerprint(windows, batch_size), starts)
         step = int(round(hop_s * cfg.mel.sr / cfg.mel.hop))  # frames between window starts
-        if step < 1 or abs(step * cfg.mel.hop - hop_s * cfg.mel.sr) > 1e-6 * cfg.mel.sr:
-            raise ValueError(f"hop_s must be a multiple of {cfg.mel.hop / cfg.mel.sr} s, got {hop_s}")
         x = torch.as_tensor(np.asarray(x, dtype=np.float32)).flatten()
         if x.numel() < cfg.n_samples:
             x = torch.nn.functional.pad(x, (0, cfg.n_samples - x.numel()))

@@ -31,7 +31,7 @@ import torch
 from scipy.signal import oaconvolve
 from tqdm.auto import tqdm
 
-from .audio import SR, segment
+from .audio import SR
 from .distort import add_noise, fit_length, reverb, synth_rir
 from .index import Match, calibrate_on_negatives, index_class
 
@@ -236,26 +236,6 @@ class System:
         return out
 
 
-class Windowed:
-    """A model heard through windows cut from the samples. `fingerprint_audio` slices one log-mel of
-    the whole signal, which needs the front end's hop to divide the window hop; NAFP's 32 ms does
-    not divide 0.1 s, so its windows are cut from the samples instead (the same windows, slower)."""
-
-    def __init__(self, model):
-        self.model, self.cfg, self.model_id = model, model.cfg, model.model_id
-
-    def fingerprint_audio(self, x, hop_s: float):
-        w, starts = segment(np.asarray(x, np.float32), self.cfg.mel.sr, self.cfg.win_s, hop_s)  # (N, W)
-        return (*self.model.fingerprint(w), starts)
-
-
-def hearable(model, hops):
-    """`model`, or `Windowed(model)` when its front-end hop does not divide one of `hops` (seconds)."""
-    mel = model.cfg.mel
-    ok = all(abs(round(h * mel.sr / mel.hop) * mel.hop - h * mel.sr) < 1e-6 * mel.sr for h in hops)
-    return model if ok else Windowed(model)
-
-
 def _timed(f, *a):
     t0 = time.perf_counter()
     return f(*a), 1e3 * (time.perf_counter() - t0)
@@ -372,9 +352,9 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
     Notebook: 09_benchmark.ipynb
     """
     names, audio = list(tracks), list(tracks.values())
-    models = {k: hearable(m, (cfg.hop_s, cfg.query_hop_s)) for k, m in models.items()}
     notes = [f"{k}: windows cut from the samples (its {1e3 * m.cfg.mel.hop / m.cfg.mel.sr:g} ms front-end hop does "
-             f"not divide {cfg.hop_s:g} s)" for k, m in models.items() if isinstance(m, Windowed)]
+             f"not divide {cfg.hop_s:g} s)" for k, m in models.items()
+             if not all(m.slices_mel(h) for h in (cfg.hop_s, cfg.query_hop_s))]
     systems, stats = build_systems(names, audio, models, cfg.methods, cfg.hop_s, progress)
     rng = np.random.default_rng([cfg.seed, 0x63616C])  # calibration: every length and cell in turn
     cal = [render(cal_negatives, q, cfg.cells[i % len(cfg.cells)], noise, rooms, cfg.context_s)
@@ -456,14 +436,26 @@ def negative_sets(cfg: EvalConfig, folders=()) -> tuple[list, list]:
     return cal + held[0::2], neg + held[1::2]
 
 
-def machine() -> str:
+def machine_info() -> dict:
+    """The facts a timing needs beside it: processor, cores, threads, versions."""
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"Python {platform.python_version()}, {platform.system()}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
+    return {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "blas_threads": blas,
+            "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform()}
+
+
+def machine() -> str:
+    """`machine_info` in one line, for a report."""
+    m = machine_info()
+    return (f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads, "
+            f"Python {m['python']}, {platform.system()}")
 
 
 def run_eval(cfg: EvalConfig, out, model=None, sign_model=None, nafp_model=None, refs=(), negatives=(), noise=(),
