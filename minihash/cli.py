@@ -45,7 +45,9 @@ def _add_index(sub):
     p.add_argument("--method", choices=["hash", "lsh", "exhaustive"], default="hash")
     p.add_argument("--hop", type=float, default=0.1, help="seconds between fingerprinted windows")
     p.add_argument("--max-false", type=float, default=0.05,
-                   help="share of queries of audio not in the index allowed to match (sets the threshold)")
+                   help="share of queries of audio not in the index allowed to match (sets the thresholds)")
+    p.add_argument("--negatives", nargs="+", default=[], metavar="DIR",
+                   help="music NOT in the index (the threshold calibrates on it besides procedural tracks)")
 
 
 def _add_query(sub):
@@ -76,37 +78,27 @@ def index_command(args) -> int:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     for dup, orig in folder.duplicates:
         print(f"skipped {dup}: same content as {orig}", file=sys.stderr)
-    thr = calibrate_on_negatives(index, model, _negatives(), max_false=args.max_false)
+    calibrate_on_negatives(index, model, calibration_negatives(args.negatives), max_false=args.max_false)
     index.save(args.out)
     st = index.stats()
+    thr = ", ".join(f"{n} windows {t:.3f}" for n, t in sorted(index.thresholds.items()))
     print(f"indexed {len(index.names)} tracks, {st['n_windows']} windows ({args.method}, "
-          f"{st['bytes_per_window']:.0f} bytes/window) into {args.out}; threshold {thr:.3f}; "
+          f"{st['bytes_per_window']:.0f} bytes/window) into {args.out}; thresholds by query length: {thr}; "
           f"{len(folder.errors)} unreadable and {len(folder.duplicates)} duplicate files skipped")
     return 0
 
 
-def _negatives(n: int = 60, seed: int = 4242):
-    """Queries of audio that is in no index: excerpts (1-5 s) of procedural tracks of a seed kept for
-    this, mixed with evaluation noise at 0-20 dB. They set the no-match threshold."""
-    import numpy as np
-    import torch
+def calibration_negatives(folders=(), per_length: int = 50, seed: int = 0):
+    """Queries of audio that is in no index, as `minihash eval` calibrates on: 1, 2, 3 and 5 s excerpts
+    of procedural tracks of a seed kept for this (and of the files under `folders`: music the
+    user's index does not hold), clean, in noise at 0-20 dB, in rooms, in rooms and noise. They set
+    the no-match thresholds, one per query length."""
+    from .data import synth_tracks, training_noise
+    from .evaluate import CAL_SEED, EvalConfig, calibration_queries, eval_rooms, load_folders
 
-    from .data import noise_bank, synth_tracks
-    from .distort import add_noise
-
-    rng = np.random.default_rng(seed)
-    tracks = synth_tracks(12, 30.0, seed=seed, progress=False)
-    noises = list(noise_bank(seconds=20.0, seed=1).values())
-    out = []
-    for i in range(n):
-        x = tracks[i % len(tracks)]
-        L = int(rng.choice([1, 2, 3, 5]) * 8000)
-        a = int(rng.integers(0, len(x) - L))
-        nz = noises[i % len(noises)]
-        b = int(rng.integers(0, len(nz) - L))
-        y = add_noise(torch.from_numpy(x[a:a + L]), torch.from_numpy(nz[b:b + L]), float(rng.uniform(0, 20)))
-        out.append(y.numpy())
-    return out
+    cfg = EvalConfig(n_calibration=per_length, seed=seed)
+    tracks = synth_tracks(20, cfg.synth_seconds, seed=CAL_SEED) + list(load_folders(folders).values())
+    return calibration_queries(tracks, cfg, training_noise(split="eval"), eval_rooms(cfg))
 
 
 def query_command(args) -> int:
@@ -137,7 +129,7 @@ def query_command(args) -> int:
             print(json.dumps({"query": q, "match": m.track, "offset_s": round(m.offset_s, 3),
                               "score": round(m.score, 4), "time_ms": round(m.time_ms, 2)}), flush=True)
         elif m.track is None:
-            print(f"{q}: no match (best score {m.score:.3f} under the threshold {index.threshold:.3f}; "
+            print(f"{q}: no match (best score {m.score:.3f} under the threshold {m.threshold:.3f}; "
                   f"{m.time_ms:.1f} ms)")
         else:
             print(f"{q}: {m.track} at {m.offset_s:.2f} s (score {m.score:.3f}, {m.time_ms:.1f} ms)")

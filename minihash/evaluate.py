@@ -65,7 +65,7 @@ class EvalConfig:
     methods: tuple = METHODS
     n_queries: int = 200  # per length and cell: the same excerpts in every cell
     n_negatives: int = 200  # per length: excerpts of audio not in the database
-    n_calibration: int = 200  # other negatives, all lengths and cells, to set the neural thresholds
+    n_calibration: int = 200  # per length: other negatives, the cells in turn, to set the neural thresholds
     n_synth: int = 500  # database tracks when no folder is given
     n_neg_tracks: int = 50  # procedural tracks in each of the two negative sets
     synth_seconds: float = 30.0
@@ -356,13 +356,11 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
              f"not divide {cfg.hop_s:g} s)" for k, m in models.items()
              if not all(m.slices_mel(h) for h in (cfg.hop_s, cfg.query_hop_s))]
     systems, stats = build_systems(names, audio, models, cfg.methods, cfg.hop_s, progress)
-    rng = np.random.default_rng([cfg.seed, 0x63616C])  # calibration: every length and cell in turn
-    cal = [render(cal_negatives, q, cfg.cells[i % len(cfg.cells)], noise, rooms, cfg.context_s)
-           for i in range(cfg.n_calibration)
-           for q in draw_queries(cal_negatives, cfg.lengths[i % len(cfg.lengths)], 1, rng, len(noise), len(rooms))]
+    cal = calibration_queries(cal_negatives, cfg, noise, rooms)
     for m, s in systems.items():
         if s.model is not None:
             stats[m]["threshold"] = calibrate_on_negatives(s.index, s.model, cal, cfg.max_false, cfg.query_hop_s)
+            stats[m]["thresholds"] = dict(sorted(s.index.thresholds.items()))  # by query windows
     records, repeats = [], {}
     total = len(cfg.lengths) * (len(cfg.cells) * cfg.n_queries + cfg.n_negatives) * len(systems)
     bar = tqdm(total=total, desc="queries", unit="query", disable=not progress)
@@ -391,6 +389,27 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
             bar.update(len(nq))
     bar.close()
     return EvalResult(cfg, records, stats, notes, info={"repeat_share": repeats})
+
+
+def calibration_queries(tracks, cfg: EvalConfig, noise, rooms) -> list[np.ndarray]:
+    """Queries of audio not in the database that set the no-match thresholds: `cfg.n_calibration`
+    excerpts per query length, each heard in the cells of `cfg.cells` in turn, drawn and rendered
+    exactly as the evaluation's queries (its own seed). `minihash index` calibrates on these too.
+
+    Args:
+        tracks: list of (T,) signals not in the database.
+        cfg: lengths, cells, how many, seed, context.
+        noise, rooms: evaluation noises and impulse responses.
+
+    Returns:
+        list of (n,) float32 signals, length by length.
+    """
+    rng = np.random.default_rng([cfg.seed, 0x63616C])
+    out = []
+    for L in cfg.lengths:
+        qs = draw_queries(tracks, L, cfg.n_calibration, rng, len(noise), len(rooms))
+        out += [render(tracks, q, cfg.cells[i % len(cfg.cells)], noise, rooms, cfg.context_s) for i, q in enumerate(qs)]
+    return out
 
 
 def _record(method, kind, cell, L, i, track, start_s, m: Match, search_ms, total_ms, sc) -> dict:
@@ -565,12 +584,13 @@ def plot_top1_vs_snr(rows, length_s: float, key: str = "hits_0.1", axes=None, fi
 
 def report_markdown(result: EvalResult) -> str:
     cfg, info = result.cfg, result.info
-    occ = ["| method | entries | bytes/window | threshold | bucket entropy | largest / mean | empty share | "
+    occ = ["| method | entries | bytes/window | threshold (per query length) | bucket entropy | largest / mean | empty share | "
            "fingerprint s | build s |", "|" + " --- |" * 9]
     for m, st in result.index_stats.items():
         f = lambda k, fmt: format(st[k], fmt) if k in st else "-"  # noqa: E731
+        thr = " / ".join(f"{v:.3f}" for v in st["thresholds"].values()) if st.get("thresholds") else f("threshold", ".3f")
         occ.append(f"| {m} | {st['n_windows']} | {st['bytes_per_window']:.0f} | "
-                   f"{f('threshold', '.3f') if m != 'landmarks' else 'own rule'} | {f('entropy', '.3f')} | "
+                   f"{thr if m != 'landmarks' else 'own rule'} | {f('entropy', '.3f')} | "
                    f"{f('largest_over_mean', '.1f')} | {f('empty_share', '.3f')} | {st['fingerprint_s']:.1f} | "
                    f"{st['build_s']:.2f} |")
     rep = ", ".join(f"{100 * v:.0f} % of {L:g} s" for L, v in info.get("repeat_share", {}).items())
@@ -579,8 +599,8 @@ def report_markdown(result: EvalResult) -> str:
         f"- command: `{info.get('command', '')}`", f"- machine: {info.get('machine', machine())}",
         f"- database: {info.get('database', '')}, fingerprinted every {cfg.hop_s:g} s",
         f"- queries: {cfg.n_queries} per length and condition, the same excerpts everywhere (seed {cfg.seed}); "
-        f"{cfg.n_negatives} negatives per length; thresholds calibrated on {cfg.n_calibration} other negatives "
-        f"(at most {100 * cfg.max_false:g} % false matches)",
+        f"{cfg.n_negatives} negatives per length; one threshold per query length, calibrated on "
+        f"{cfg.n_calibration} other negatives of that length (at most {100 * cfg.max_false:g} % false matches)",
         f"- noise: {info.get('noise', '')}; rooms: {info.get('rooms', '')}; negatives: {info.get('negatives', '')}",
         f"- excerpts that recur elsewhere in their track (NCC >= {cfg.ncc_threshold:g}): {rep}",
         f"- models: {info.get('models', '')}",

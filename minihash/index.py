@@ -53,6 +53,7 @@ class Match:
     n_scored: int  # candidates re-ranked: inner products of query windows with DB windows
     time_ms: float
     frac_scored: float = 0.0  # n_scored / (query windows x DB windows): 1.0 for exhaustive search
+    threshold: float = float("nan")  # the no-match threshold this query was held to
 
 
 @dataclass
@@ -321,6 +322,18 @@ class BaseIndex:
     def threshold(self, value: float):
         self.meta["threshold"] = float(value)
 
+    @property
+    def thresholds(self) -> dict[int, float]:
+        """Thresholds by the number of query windows (a 1 s query is one window and scores its
+        single best similarity; a 5 s query averages nine, so chance scores are lower)."""
+        return {int(k): float(v) for k, v in self.meta.get("thresholds", {}).items()}
+
+    def threshold_for(self, n_windows: int) -> float:
+        """The threshold for a query of `n_windows` windows: the one calibrated on the longest
+        negatives that are not longer than the query; the overall `threshold` if there are none."""
+        fit = [n for n in self.thresholds if n <= n_windows]
+        return self.thresholds[max(fit)] if fit else self.threshold
+
     def _append(self, emb, logits, track_ids, starts, names):
         emb16 = np.asarray(emb, dtype=np.float16).reshape(-1, self.D)  # (n, D)
         track_ids = np.asarray(track_ids, dtype=np.int64)
@@ -431,18 +444,31 @@ class BaseIndex:
         score, t, offset = best
         if t is None:
             score = 0.0
-        thr = self.threshold if threshold is None else threshold
+        thr = self.threshold_for(len(q)) if threshold is None else threshold
         name = self.names[t] if t is not None and score >= thr else None
         return Match(name, offset, score, int(n_scored), 1e3 * (time.perf_counter() - t0),
-                     n_scored / (len(q) * len(self)))
+                     n_scored / (len(q) * len(self)), float(thr))
 
     def search_many(self, queries, **kw) -> list[Match]:
         """`search` over a list of (q_emb, q_logits, q_starts) triples."""
         return [self.search(*query, **kw) for query in queries]
 
-    def calibrate(self, negatives, max_false: float = 0.05) -> float:
-        """Set (and return) the threshold from negative queries' Matches or scores."""
+    def calibrate(self, negatives, max_false: float = 0.05, n_windows=None) -> float:
+        """Set (and return) the threshold from negative queries' Matches or scores.
+
+        With `n_windows` (each negative's number of query windows), also one threshold per
+        window count that has at least 1 / max_false negatives (fewer cannot resolve the share).
+        """
         self.threshold = calibrate_threshold(negatives, max_false)
+        self.meta.pop("thresholds", None)
+        if n_windows is not None:
+            n_windows = np.asarray(n_windows)
+            if len(n_windows) != len(negatives):
+                raise ValueError(f"{len(negatives)} negatives but {len(n_windows)} window counts")
+            need = int(np.ceil(1.0 / max_false - 1e-9)) if max_false > 0 else 1
+            groups = {int(n): [negatives[i] for i in np.flatnonzero(n_windows == n)] for n in np.unique(n_windows)}
+            self.meta["thresholds"] = {str(n): calibrate_threshold(g, max_false)
+                                       for n, g in groups.items() if len(g) >= need}
         return self.threshold
 
     def stats(self) -> dict:
@@ -711,12 +737,23 @@ def query_audio(index: BaseIndex, model, x, hop_s: float = 0.5, **kw) -> Match:
 def calibrate_on_negatives(index: BaseIndex, model, negatives, max_false: float = 0.05, hop_s: float = 0.5) -> float:
     """Set the index's no-match threshold from queries of audio that is not in it.
 
+    Short queries score their few windows' best similarities, long ones average many, so chance
+    scores fall with length: besides one overall threshold, each query length (number of
+    windows) among the negatives gets its own, and `search` holds a query to the one of its length.
+
     Args:
         negatives: (T,) signals not in the database (excerpts of the lengths users will query).
-        max_false: the largest share of them allowed to match.
+        max_false: the largest share of them allowed to match, per length.
 
     Returns:
-        the threshold, also stored in `index.meta["threshold"]`.
+        the overall threshold, stored in `index.meta["threshold"]`; the per-length ones are in
+        `index.thresholds`.
+
+    Notebook: 08_search.ipynb
     """
-    scores = [query_audio(index, model, x, hop_s, threshold=np.inf).score for x in negatives]
-    return index.calibrate(scores, max_false)
+    scores, counts = [], []
+    for x in negatives:
+        e, l, s = model.fingerprint_audio(x, hop_s)
+        scores.append(index.search(e, l, s, threshold=np.inf).score)
+        counts.append(len(s))
+    return index.calibrate(scores, max_false, n_windows=counts)

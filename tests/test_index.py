@@ -196,6 +196,32 @@ def test_threshold_rejects_negatives(toy):
     assert calibrate_threshold([Match(None, 0, 0.5, 0, 0)], max_false=0.0) == np.nextafter(0.5, 1)
 
 
+def test_one_threshold_per_query_length(toy, tmp_path):
+    index = build(HashIndex, toy)
+    rng = np.random.default_rng(12)
+    lengths = [1.0] * 40 + [2.0] * 40 + [5.0] * 40 + [3.0] * 10  # 1, 3, 9 and 5 windows; too few of 3 s
+    neg = [toy.negative(rng, L) for L in lengths]
+    scores = np.array([index.search(*q, threshold=np.inf).score for q in neg])
+    counts = np.array([len(q[2]) for q in neg])
+    overall = index.calibrate(scores, max_false=0.05, n_windows=counts)
+    assert overall == calibrate_threshold(scores, 0.05)
+    assert sorted(index.thresholds) == [1, 3, 9]  # 10 negatives cannot resolve 5 %: no threshold of its own
+    for n, thr in index.thresholds.items():  # each is the plain calibration of its own group
+        assert thr == calibrate_threshold(scores[counts == n], 0.05)
+        assert np.mean(scores[counts == n] >= thr) <= 0.05
+    assert index.thresholds[1] > index.thresholds[9]  # one window's best similarity is a noisier score
+    # a query is held to the threshold of the longest calibrated length not longer than itself
+    assert index.threshold_for(1) == index.thresholds[1] and index.threshold_for(2) == index.thresholds[1]
+    assert index.threshold_for(5) == index.thresholds[3] and index.threshold_for(40) == index.thresholds[9]
+    m = index.search(*neg[0])
+    assert m.threshold == index.thresholds[1] and (m.track is None) == (m.score < m.threshold)
+    index.save(tmp_path / "idx")
+    again = load_index(tmp_path / "idx")
+    assert again.thresholds == index.thresholds and again.threshold == index.threshold
+    index.calibrate(scores, max_false=0.05)  # without window counts: one threshold for all lengths
+    assert index.thresholds == {} and index.threshold_for(1) == index.threshold_for(9) == overall
+
+
 @pytest.mark.parametrize("cls", [HashIndex, LSHIndex, ExhaustiveIndex])
 def test_add_and_remove_equal_a_fresh_build(toy, cls):
     index = build(cls, toy, [0, 1, 2, 3, 4])

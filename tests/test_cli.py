@@ -1,0 +1,78 @@
+"""The command-line contract of DESIGN.md: `minihash index` and `minihash query`, end to end."""
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from minihash.cli import main
+from minihash.data import synth_tracks
+from minihash.encoder import ModelConfig, build_model, save_model
+
+SR = 8000
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """An untrained tiny model (random features still tell clean excerpts apart), a folder of six
+    procedural tracks, a corrupt file among them, and three query files."""
+    root = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    model = root / "tiny.safetensors"
+    save_model(build_model(ModelConfig.preset("tiny")), model)
+    refs = root / "refs"
+    (refs / "album").mkdir(parents=True)
+    tracks = synth_tracks(6, 20.0, seed=77)
+    for i, x in enumerate(tracks):
+        sf.write(refs / "album" / f"song{i}.wav", x, SR)
+    (refs / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    queries = root / "queries"
+    queries.mkdir()
+    sf.write(queries / "song2_at_6.3.wav", tracks[2][int(6.3 * SR):int(9.3 * SR)], SR)
+    sf.write(queries / "song4_at_11.25.flac", tracks[4][int(11.25 * SR):int(16.25 * SR)], SR)
+    rng = np.random.default_rng(0)
+    sf.write(queries / "white_noise.wav", (0.1 * rng.standard_normal(3 * SR)).astype(np.float32), SR)
+    return root, model, refs, queries
+
+
+def test_index_then_query(setup, capsys):
+    root, model, refs, queries = setup
+    assert main(["index", str(refs), "-o", str(root / "idx"), "--model", str(model)]) == 0
+    out, err = capsys.readouterr()
+    assert "broken.wav" in err  # the corrupt file is skipped and named
+    assert "indexed 6 tracks" in out and "thresholds by query length" in out
+    manifest = json.loads((root / "idx" / "manifest.json").read_text())
+    assert manifest["n_tracks"] == 6 and set(manifest["meta"]["thresholds"]) == {"1", "3", "5", "9"}
+
+    files = sorted(str(p) for p in queries.iterdir())
+    assert main(["query", str(root / "idx"), *files, "--json"]) == 0
+    answers = {os.path.basename(a["query"]): a for a in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert answers["song2_at_6.3.wav"]["match"] == "album/song2.wav"
+    assert abs(answers["song2_at_6.3.wav"]["offset_s"] - 6.3) <= 0.1
+    assert answers["song4_at_11.25.flac"]["match"] == "album/song4.wav"
+    assert abs(answers["song4_at_11.25.flac"]["offset_s"] - 11.25) <= 0.1
+    assert answers["white_noise.wav"]["match"] is None  # not in the index
+
+    assert main(["query", str(root / "idx"), files[-1]]) == 0  # plain text names the threshold it missed
+    assert "no match" in capsys.readouterr().out
+
+
+def test_query_refuses_a_damaged_index(setup, tmp_path, capsys):
+    root, model, refs, queries = setup
+    idx = tmp_path / "idx"
+    assert main(["index", str(refs), "-o", str(idx), "--model", str(model)]) == 0
+    capsys.readouterr()
+    arrays = sorted(idx.glob("*.npy"))
+    with open(arrays[0], "r+b") as f:
+        f.truncate(os.path.getsize(arrays[0]) // 2)
+    assert main(["query", str(idx), str(next(queries.iterdir()))]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and str(idx) in err
+
+
+def test_index_of_a_folder_without_audio(tmp_path, setup):
+    (tmp_path / "notes.txt").write_text("no audio here")
+    with pytest.raises(SystemExit, match="no audio files"):
+        main(["index", str(tmp_path), "-o", str(tmp_path / "idx"), "--model", str(setup[1])])
