@@ -616,6 +616,61 @@ def report_markdown(result: EvalResult) -> str:
         *(["## Notes", ""] + [f"- {n}" for n in result.notes] + [""] if result.notes else [])])
 
 
+def overview_figure(model, n_tracks: int = 20, query_s: float = 3.0, snr_db: float = 5.0, rt60: float = 0.6,
+                    seed: int = 3, figsize=(15, 3.6)):
+    """The whole system in one picture (the README's): a noisy, reverberant query, the excerpt it
+    was matched to, and the offset votes that chose the start time (notebook 00, section 4).
+
+    A hash index of `n_tracks` procedural songs never trained on; the query is `query_s` seconds
+    of one of them at a random continuous start, in an evaluation room, with babble at `snr_db`.
+
+    Returns:
+        (fig, axes, Match).
+
+    Notebook: 00_overview.ipynb
+    """
+    import matplotlib.pyplot as plt
+
+    from . import plots
+    from .data import noise_bank, synth_tracks
+    from .index import index_audio, pack_codes, query_audio, top_per_window
+    from .spectrogram import log_mel
+
+    tracks = synth_tracks(n_tracks, 30.0, seed=DB_SEED)
+    names = [f"song_{i:02d}" for i in range(n_tracks)]
+    index = index_audio(model, dict(zip(names, tracks)), method="hash", hop_s=0.1, progress=False)
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(n_tracks))
+    n = int(round(query_s * SR))
+    start = int(rng.integers(SR, len(tracks[k]) - n))  # any sample, not the 0.1 s grid
+    room = synth_rir(rt60, SR, generator=torch.Generator().manual_seed(ROOM_SEED))
+    wet = reverb(np.ascontiguousarray(tracks[k][start - SR:start + n]), room)[SR:]  # the room rings with what came before
+    babble = torch.from_numpy(noise_bank(seconds=20.0, seed=1)["babble"])  # evaluation noise
+    query = add_noise(wet, fit_length(babble, n), snr_db).numpy()
+    m = query_audio(index, model, query, threshold=-np.inf)
+    e, l, q_starts = model.fingerprint_audio(query, 0.5)  # the query's windows, as `search` sees them
+    win, rows = index.table.probe(pack_codes(l), np.abs(l), index.cfg.n_probes, index.cfg.max_candidates)
+    sims = np.einsum("cd,cd->c", index.emb[rows].astype(np.float32), e[win])  # (C,)
+    win, rows, sims = top_per_window(win, rows, sims, index.cfg.top_k)
+    offsets = index.starts[rows] - q_starts[win]  # (C,) seconds
+    mine = index.track_ids[rows] == index.names.index(m.track)
+    a = int(round(m.offset_s * SR))
+    matched = tracks[index.names.index(m.track)][max(a, 0):max(a, 0) + n]
+    S_q, S_m = log_mel(query, model.cfg.mel), log_mel(matched, model.cfg.mel)  # (n_mels, frames)
+    top = float(max(S_q.max(), S_m.max()))
+    fig, axes = plt.subplots(1, 3, figsize=figsize, gridspec_kw={"width_ratios": [1, 1, 1.4]})
+    mel = model.cfg.mel
+    kw = dict(sr=SR, hop=mel.hop, freq="mel", f_min=mel.f_min, f_max=mel.f_max, clabel="log power",
+              vmin=top - 14, vmax=top)
+    plots.plot_spectrogram(S_q, ax=axes[0], title=f"query: {query_s:g} s in a room, babble at {snr_db:g} dB", **kw)
+    plots.plot_spectrogram(S_m, ax=axes[1], title=f"match: {m.track} from {m.offset_s:.2f} s", **kw)
+    plots.plot_offset_votes(offsets[mine], sims[mine], hop_s=index.hop_s, others=(offsets[~mine], sims[~mine]),
+                            truth_s=start / SR if m.track == names[k] else None, found_s=m.offset_s, ax=axes[2],
+                            title=f"votes of {len(q_starts)} query windows, {n_tracks} songs indexed")
+    fig.tight_layout()
+    return fig, axes, m
+
+
 def write_report(result: EvalResult, out) -> list[Path]:
     """results.md, results.csv and top1_vs_snr_{L}s.png per query length, into the folder `out`."""
     import matplotlib.pyplot as plt
@@ -720,10 +775,14 @@ def demo_command(args) -> int:
           f"searched by {', '.join(cfg.methods)}")
     result = run_eval(cfg, args.out, model=args.model, command=_command("demo"))
     out = Path(args.out)
+    from .encoder import load_model
+
+    fig, _, _ = overview_figure(load_model(args.model))  # one query, its match and the votes: the README picture
+    fig.savefig(out / "overview.png", dpi=100)
     print(f"\nTop-1 % (right track, start within {cfg.tol_s:g} s):\n")
     print(result.table())
     mins, secs = divmod(time.perf_counter() - t0, 60)
     print(f"\ndone in {int(mins)} min {secs:.0f} s. The report is in {out}/: open {out / 'results.md'} "
-          f"(plots: {out}/top1_vs_snr_*.png).")
+          f"(plots: {out}/top1_vs_snr_*.png; one query, its match and the votes: {out}/overview.png).")
     print("Next: `make lab` and open notebooks/00_overview.ipynb to see how each step works.")
     return 0

@@ -170,3 +170,18 @@ def test_a_front_end_hop_that_does_not_divide_the_db_hop_is_windowed_from_the_sa
     np.testing.assert_allclose(e, ref_e, atol=1e-6)
     np.testing.assert_allclose(z, ref_z, atol=1e-5)
     assert len(s) == 1 + (25_000 - 8000) // 800
+
+
+def test_overview_figure_shows_the_query_its_match_and_the_votes():
+    import torch
+
+    from minihash.encoder import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.preset("tiny"))  # untrained: the plumbing only
+    fig, axes, m = ev.overview_figure(model, n_tracks=6, snr_db=20.0, rt60=0.3)
+    assert m.track in {f"song_{i:02d}" for i in range(6)}
+    assert axes[1].get_title().startswith(f"match: {m.track} from")
+    bars = [p.get_height() for p in axes[2].patches]  # the vote histogram
+    assert bars and max(bars) > 0
+    assert any(ln.get_xdata()[0] == pytest.approx(m.offset_s) for ln in axes[2].get_lines())  # the start found
