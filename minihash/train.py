@@ -302,12 +302,14 @@ def train_command(args) -> int:
     t0 = time.time()
     trainer = Trainer(model, lambda m, b: fingerprint_loss(m, b, lcfg), batches, tcfg,
                       validate=make_validator(clean, noisy))
+    start = trainer.step  # > 0 when resumed from the checkpoint
     trainer.run()
     final = trainer.val_history[-1] if trainer.val_history else trainer.run_validation()
     save_model(model.cpu(), args.out, extra={"train": {
         "preset": args.preset, "hash": args.hash, "steps": args.steps, "batch": args.batch, "lr": args.lr,
         "tracks": len(tracks), "hours": round(hours, 2), "snr_db": list(args.snr),
         "music": list(args.music), "noise": list(args.noise), "speech": list(args.speech), "synth": args.synth, "wall_s": round(time.time() - t0, 1),
-        "validation": final}})
+        "step_s": round(sum(h.get("sec", 0.0) for h in trainer.history), 1),  # every step, earlier runs included
+        **({"resumed_from_step": start} if start else {}), "validation": final}})
     print(f"wrote {args.out}: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items() if isinstance(v, float)))
     return 0

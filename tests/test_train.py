@@ -1,0 +1,152 @@
+"""The trainer (schedule, clipping, checkpoints, resume) and the training objective."""
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from minihash.cli import main
+from minihash.errors import FormatError
+from minihash.train import LossConfig, TrainConfig, Trainer, fingerprint_loss, lr_at, make_validator
+
+
+def test_schedule_warms_up_linearly_then_follows_a_cosine():
+    cfg = TrainConfig(steps=1000, lr=2e-3, warmup=100, min_lr_ratio=0.05)
+    assert [lr_at(s, cfg) for s in (0, 49, 99)] == pytest.approx([2e-5, 1e-3, 2e-3])
+    lo = cfg.lr * cfg.min_lr_ratio
+    for s in (100, 300, 550, 999, 1000, 5000):  # the textbook cosine from lr to lo over the other 900 steps
+        t = min((s - 100) / 900, 1.0)
+        assert lr_at(s, cfg) == pytest.approx(lo + (cfg.lr - lo) * (1 + math.cos(math.pi * t)) / 2)
+    after = [lr_at(s, cfg) for s in range(100, 1001)]
+    assert all(a >= b for a, b in zip(after, after[1:]))
+
+
+class Toy(nn.Module):
+    """A linear map, so that every step can be redone by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+
+def toy_loss(model, batch):
+    x, y = batch
+    return ((model.lin(x) - y) ** 2).mean(), {}
+
+
+def toy_batches(start=0, scale=1.0):
+    """The same batch for a given step however the stream is (re)started."""
+    W = torch.tensor([[1.0, -2.0, 0.5, 3.0], [0.0, 1.0, -1.0, 2.0]])
+    for i in itertools.count(start):
+        g = torch.Generator().manual_seed(i)
+        x = torch.randn(16, 4, generator=g)
+        yield x, scale * x @ W.T
+
+
+def test_trainer_fits_and_clips_gradients():
+    torch.manual_seed(0)
+    model = Toy()
+    tr = Trainer(model, toy_loss, toy_batches(), TrainConfig(steps=400, lr=0.05, warmup=10, clip=1e9, progress=False))
+    tr.run()
+    assert tr.history[-1]["loss"] < 1e-3 * tr.history[0]["loss"]
+
+    # with clipping, one step moves the weights as a hand-clipped gradient does under AdamW's first update
+    torch.manual_seed(0)
+    model, ref = Toy(), Toy()
+    ref.load_state_dict(model.state_dict())
+    cfg = TrainConfig(steps=1, lr=0.1, warmup=1, clip=0.5, weight_decay=0.0, progress=False)
+    Trainer(model, toy_loss, toy_batches(scale=100.0), cfg).run()
+    loss, _ = toy_loss(ref, next(toy_batches(scale=100.0)))
+    loss.backward()
+    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in ref.parameters()))
+    assert norm > 0.5  # the clip acts
+    opt = torch.optim.AdamW(ref.parameters(), lr=0.1, weight_decay=0.0)
+    for p in ref.parameters():
+        p.grad *= 0.5 / norm
+    opt.step()
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_resume_gives_the_same_weights_as_one_run(tmp_path):
+    cfg = dict(steps=20, lr=0.05, warmup=3, ckpt_every=10, progress=False)
+    torch.manual_seed(0)
+    straight = Toy()
+    Trainer(straight, toy_loss, toy_batches(), TrainConfig(**cfg)).run()
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_11(trainer, step, logs):  # a run killed during step 11: its last checkpoint is step 10's
+        if step == 11:
+            raise Crash
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(Crash):
+        Trainer(Toy(), toy_loss, toy_batches(), TrainConfig(**cfg, ckpt=str(ckpt)), callbacks=[crash_at_11]).run()
+    resumed = Toy()  # fresh weights: everything must come from the checkpoint
+    tr = Trainer(resumed, toy_loss, toy_batches(start=10), TrainConfig(**cfg, ckpt=str(ckpt)))
+    assert tr.step == 10 and len(tr.history) == 10
+    tr.run()
+    assert tr.step == 20 and [h["step"] for h in tr.history] == list(range(1, 21))
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_damaged_checkpoint_is_refused(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    Trainer(Toy(), toy_loss, toy_batches(), TrainConfig(steps=2, warmup=1, ckpt=str(ckpt), progress=False)).run()
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    with pytest.raises(FormatError, match="not a usable checkpoint"):
+        Trainer(Toy(), toy_loss, toy_batches(), TrainConfig(steps=4, ckpt=str(ckpt), progress=False))
+
+
+class Identity(nn.Module):
+    """emb = the first 8 samples normalised, logits = the first 4: a model whose answers are known."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return nn.functional.normalize(self.w * x[:, :8], dim=1), self.w * x[:, :4]
+
+
+@pytest.mark.parametrize("hash_kind", ["ot", "sign", "none"])
+def test_fingerprint_loss_parts(hash_kind):
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(32, 8, generator=g)
+    loss, logs = fingerprint_loss(Identity(), (clean, clean.clone()), LossConfig(hash=hash_kind))
+    assert torch.isfinite(loss) and logs["batch_top1"] == 1.0 and logs["bits_agree"] == 1.0
+    assert loss.item() == pytest.approx(logs["contrastive"] + 0.5 * logs["hash"], rel=1e-5)
+    assert (logs["hash"] == 0.0) == (hash_kind == "none")
+    loss.backward()
+    with pytest.raises(ValueError, match="hash must be"):
+        fingerprint_loss(Identity(), (clean, clean), LossConfig(hash="lsh"))
+
+
+def test_validator_scores_a_perfect_and_a_useless_model():
+    g = torch.Generator().manual_seed(1)
+    clean = torch.randn(64, 8, generator=g)
+    validate = make_validator(clean, clean.clone(), batch_size=16)
+    out = validate(Identity())
+    assert out["val_top1"] == 1.0 and out["code_exact"] == 1.0
+    shuffled = make_validator(clean, clean[torch.randperm(64, generator=g)], batch_size=16)(Identity())
+    assert shuffled["val_top1"] < 0.2
+
+
+def test_train_command_writes_a_model_and_records_a_resume(tmp_path):
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--preset", "tiny", "--synth", "6", "--synth-seconds", "6", "--batch", "16", "--warmup", "2",
+            "--threads", "1", "-o", str(out)]
+    assert main(args + ["--steps", "3"]) == 0
+    first = json.loads(out.with_suffix(".json").read_text())["extra"]["train"]
+    assert first["steps"] == 3 and "resumed_from_step" not in first and first["step_s"] > 0
+    assert main(args + ["--steps", "5"]) == 0  # the checkpoint beside it is picked up
+    again = json.loads(out.with_suffix(".json").read_text())["extra"]["train"]
+    assert again["resumed_from_step"] == 3 and again["step_s"] >= first["step_s"]
+    assert np.isfinite(again["validation"]["val_top1"])
