@@ -74,7 +74,8 @@ class EvalConfig:
     tol_s: float = 0.1  # start error of a hit, at most
     loose_tol_s: float = 0.5
     ncc_threshold: float = 0.9  # the clean excerpt recurs where its correlation with the track reaches this
-    max_false: float = 0.05  # share of calibration negatives allowed to match
+    max_false: float = 0.05  # share of queries of audio not in the database allowed to match
+    confidence: float | None = 0.9  # ... promised for new negatives with this confidence (None: for the calibration set)
     rt60: tuple = (0.2, 1.0)  # synthetic evaluation rooms, seconds
     n_rooms: int = 50
     context_s: float = 1.0  # audio before the excerpt that reverberates into it
@@ -359,7 +360,8 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
     cal = calibration_queries(cal_negatives, cfg, noise, rooms)
     for m, s in systems.items():
         if s.model is not None:
-            stats[m]["threshold"] = calibrate_on_negatives(s.index, s.model, cal, cfg.max_false, cfg.query_hop_s)
+            stats[m]["threshold"] = calibrate_on_negatives(s.index, s.model, cal, cfg.max_false, cfg.query_hop_s,
+                                                             cfg.confidence)
             stats[m]["thresholds"] = dict(sorted(s.index.thresholds.items()))  # by query windows
     records, repeats = [], {}
     total = len(cfg.lengths) * (len(cfg.cells) * cfg.n_queries + cfg.n_negatives) * len(systems)
@@ -600,7 +602,8 @@ def report_markdown(result: EvalResult) -> str:
         f"- database: {info.get('database', '')}, fingerprinted every {cfg.hop_s:g} s",
         f"- queries: {cfg.n_queries} per length and condition, the same excerpts everywhere (seed {cfg.seed}); "
         f"{cfg.n_negatives} negatives per length; one threshold per query length, calibrated on "
-        f"{cfg.n_calibration} other negatives of that length (at most {100 * cfg.max_false:g} % false matches)",
+        f"{cfg.n_calibration} other negatives of that length (at most {100 * cfg.max_false:g} % false matches"
+        + (f", promised with {100 * cfg.confidence:g} % confidence)" if cfg.confidence else ")"),
         f"- noise: {info.get('noise', '')}; rooms: {info.get('rooms', '')}; negatives: {info.get('negatives', '')}",
         f"- excerpts that recur elsewhere in their track (NCC >= {cfg.ncc_threshold:g}): {rep}",
         f"- models: {info.get('models', '')}",

@@ -238,12 +238,34 @@ def parabolic_peak(a: float, m: float, b: float) -> float:
     return 0.0 if den >= 0 else float(np.clip(0.5 * (a - b) / den, -0.5, 0.5))
 
 
-def calibrate_threshold(negatives, max_false: float = 0.05) -> float:
+def allowed_passes(n: int, max_false: float, confidence: float | None = None) -> int:
+    """How many of n negatives may pass a threshold that promises at most `max_false` false matches.
+
+    Without `confidence`, floor(max_false * n): the share among these very negatives. With it, the
+    largest k whose one-sided Clopper-Pearson upper bound at `confidence` stays <= max_false: the
+    promise then holds for new negatives too, with that confidence (k = 0 if even none passing
+    cannot give it: too few negatives).
+
+    Notebook: 08_search.ipynb
+    """
+    if confidence is None:
+        return int(np.floor(max_false * n + 1e-9))
+    from scipy.stats import beta
+
+    k = 0
+    while k < n and beta.ppf(confidence, k + 2, n - k - 1) <= max_false:  # the bound for k + 1 passing
+        k += 1
+    return k
+
+
+def calibrate_threshold(negatives, max_false: float = 0.05, confidence: float | None = None) -> float:
     """The lowest threshold at which at most `max_false` of queries not in the DB match.
 
     Args:
         negatives: scores, or `Match`es, of queries whose audio is not in the DB.
         max_false: the share of them allowed to match (score >= threshold).
+        confidence: if given, the share is promised for new negatives with this confidence
+            (`allowed_passes`), not only for these.
 
     Returns:
         the threshold.
@@ -253,7 +275,7 @@ def calibrate_threshold(negatives, max_false: float = 0.05) -> float:
     s = np.sort([m.score if isinstance(m, Match) else float(m) for m in negatives])[::-1]
     if len(s) == 0:
         raise ValueError("calibrating a threshold needs at least one negative query")
-    allowed = int(np.floor(max_false * len(s) + 1e-9))
+    allowed = allowed_passes(len(s), max_false, confidence)
     if allowed >= len(s):
         return float(-np.inf)
     return float(np.nextafter(s[allowed], np.inf))  # only scores above s[allowed] pass
@@ -453,13 +475,13 @@ class BaseIndex:
         """`search` over a list of (q_emb, q_logits, q_starts) triples."""
         return [self.search(*query, **kw) for query in queries]
 
-    def calibrate(self, negatives, max_false: float = 0.05, n_windows=None) -> float:
+    def calibrate(self, negatives, max_false: float = 0.05, n_windows=None, confidence: float | None = None) -> float:
         """Set (and return) the threshold from negative queries' Matches or scores.
 
         With `n_windows` (each negative's number of query windows), also one threshold per
         window count that has at least 1 / max_false negatives (fewer cannot resolve the share).
         """
-        self.threshold = calibrate_threshold(negatives, max_false)
+        self.threshold = calibrate_threshold(negatives, max_false, confidence)
         self.meta.pop("thresholds", None)
         if n_windows is not None:
             n_windows = np.asarray(n_windows)
@@ -467,7 +489,7 @@ class BaseIndex:
                 raise ValueError(f"{len(negatives)} negatives but {len(n_windows)} window counts")
             need = int(np.ceil(1.0 / max_false - 1e-9)) if max_false > 0 else 1
             groups = {int(n): [negatives[i] for i in np.flatnonzero(n_windows == n)] for n in np.unique(n_windows)}
-            self.meta["thresholds"] = {str(n): calibrate_threshold(g, max_false)
+            self.meta["thresholds"] = {str(n): calibrate_threshold(g, max_false, confidence)
                                        for n, g in groups.items() if len(g) >= need}
         return self.threshold
 
@@ -734,7 +756,8 @@ def query_audio(index: BaseIndex, model, x, hop_s: float = 0.5, **kw) -> Match:
     return m
 
 
-def calibrate_on_negatives(index: BaseIndex, model, negatives, max_false: float = 0.05, hop_s: float = 0.5) -> float:
+def calibrate_on_negatives(index: BaseIndex, model, negatives, max_false: float = 0.05, hop_s: float = 0.5,
+                           confidence: float | None = 0.9) -> float:
     """Set the index's no-match threshold from queries of audio that is not in it.
 
     Short queries score their few windows' best similarities, long ones average many, so chance
@@ -743,7 +766,9 @@ def calibrate_on_negatives(index: BaseIndex, model, negatives, max_false: float 
 
     Args:
         negatives: (T,) signals not in the database (excerpts of the lengths users will query).
-        max_false: the largest share of them allowed to match, per length.
+        max_false: the largest share of queries of audio not in the index allowed to match, per length.
+        confidence: promise `max_false` for new such queries with this confidence (a Clopper-Pearson
+            bound, `allowed_passes`), not only for these negatives; None: for these only.
 
     Returns:
         the overall threshold, stored in `index.meta["threshold"]`; the per-length ones are in
@@ -756,4 +781,4 @@ def calibrate_on_negatives(index: BaseIndex, model, negatives, max_false: float 
         e, l, s = model.fingerprint_audio(x, hop_s)
         scores.append(index.search(e, l, s, threshold=np.inf).score)
         counts.append(len(s))
-    return index.calibrate(scores, max_false, n_windows=counts)
+    return index.calibrate(scores, max_false, n_windows=counts, confidence=confidence)

@@ -196,6 +196,25 @@ def test_threshold_rejects_negatives(toy):
     assert calibrate_threshold([Match(None, 0, 0.5, 0, 0)], max_false=0.0) == np.nextafter(0.5, 1)
 
 
+@pytest.mark.parametrize("n", [20, 60, 200, 1000])
+def test_allowed_passes_is_the_largest_count_whose_exact_bound_keeps_the_promise(n):
+    from scipy.stats import binomtest
+
+    from minihash.index import allowed_passes
+
+    assert allowed_passes(n, 0.05) == int(0.05 * n + 1e-9)  # without a confidence: the plain share
+    for conf in (0.8, 0.9, 0.95):
+        k = allowed_passes(n, 0.05, conf)
+        # one-sided upper bound at `conf` = upper end of the two-sided exact interval at 2 conf - 1
+        upper = [binomtest(j, n).proportion_ci(2 * conf - 1, method="exact").high for j in range(n // 5)]
+        ok = [j for j, u in enumerate(upper) if u <= 0.05]
+        assert k == (max(ok) if ok else 0)
+        assert k <= int(0.05 * n)  # a promise for new queries allows fewer than the share itself
+    scores = np.linspace(0, 1, n)
+    thr = calibrate_threshold(scores, 0.05, confidence=0.9)
+    assert np.sum(scores >= thr) == allowed_passes(n, 0.05, 0.9)
+
+
 def test_one_threshold_per_query_length(toy, tmp_path):
     index = build(HashIndex, toy)
     rng = np.random.default_rng(12)
