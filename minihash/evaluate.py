@@ -636,7 +636,7 @@ def overview_figure(model, n_tracks: int = 20, query_s: float = 3.0, snr_db: flo
 
     from . import plots
     from .data import noise_bank, synth_tracks
-    from .index import index_audio, pack_codes, query_audio, top_per_window
+    from .index import index_audio, query_audio, top_per_window
     from .spectrogram import log_mel
 
     tracks = synth_tracks(n_tracks, 30.0, seed=DB_SEED)
@@ -652,8 +652,7 @@ def overview_figure(model, n_tracks: int = 20, query_s: float = 3.0, snr_db: flo
     query = add_noise(wet, fit_length(babble, n), snr_db).numpy()
     m = query_audio(index, model, query, threshold=-np.inf)
     e, l, q_starts = model.fingerprint_audio(query, 0.5)  # the query's windows, as `search` sees them
-    win, rows = index.table.probe(pack_codes(l), np.abs(l), index.cfg.n_probes, index.cfg.max_candidates)
-    sims = np.einsum("cd,cd->c", index.emb[rows].astype(np.float32), e[win])  # (C,)
+    win, rows, sims, _ = index._candidates(e, l, index.cfg)  # probe and re-rank exactly as `search` does
     win, rows, sims = top_per_window(win, rows, sims, index.cfg.top_k)
     offsets = index.starts[rows] - q_starts[win]  # (C,) seconds
     mine = index.track_ids[rows] == index.names.index(m.track)

@@ -353,8 +353,9 @@ class BaseIndex:
     def threshold_for(self, n_windows: int) -> float:
         """The threshold for a query of `n_windows` windows: the one calibrated on the longest
         negatives that are not longer than the query; the overall `threshold` if there are none."""
-        fit = [n for n in self.thresholds if n <= n_windows]
-        return self.thresholds[max(fit)] if fit else self.threshold
+        by_length = self.thresholds  # parsed from the JSON-able meta once per query
+        fit = [n for n in by_length if n <= n_windows]
+        return by_length[max(fit)] if fit else self.threshold
 
     def _append(self, emb, logits, track_ids, starts, names):
         emb16 = np.asarray(emb, dtype=np.float16).reshape(-1, self.D)  # (n, D)
