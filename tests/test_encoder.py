@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from minihash import encoder
 from minihash.encoder import (PRESETS, Fingerprinter, ModelConfig, PatchEmbed, SelfAttention, build_model,
-                              count_parameters, load_model, save_model)
+                              count_parameters, load_model, normalize_window, save_model)
 from minihash.errors import FormatError
 
 torch.set_num_threads(1)
@@ -53,6 +53,14 @@ def test_presets_shapes_and_unit_norm(name):
     assert emb.shape == (2, cfg.emb_dim) and logits.shape == (2, cfg.K)
     np.testing.assert_allclose(emb.norm(dim=1).detach().numpy(), 1.0, rtol=1e-5)
     assert torch.isfinite(logits).all()
+
+
+def test_normalize_window_matches_torch_std():
+    S = torch.randn(7, 64, 101) * 3 - 5  # log-mel-like: far from zero mean
+    ref = (S - S.mean(dim=(1, 2), keepdim=True)) / (S.std(dim=(1, 2), keepdim=True) + 1e-5)
+    out = normalize_window(S)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(out.mean(dim=(1, 2)), torch.zeros(7), atol=1e-5)
 
 
 def test_window_geometry():
@@ -296,6 +304,11 @@ def test_missing_shipped_model_says_how_to_train(monkeypatch, tmp_path):
 def test_shipped_model_loads(monkeypatch, saved):
     monkeypatch.setattr(encoder, "SHIPPED", saved)
     assert isinstance(load_model(), Fingerprinter)
+    import minihash  # the package-level entry point of the README
+
+    assert minihash.load_model().model_id == load_model(saved).model_id
+    with pytest.raises(AttributeError, match="no attribute 'load_mdoel'"):
+        minihash.load_mdoel
 
 
 def test_invalid_config_in_json_is_refused(saved):
