@@ -24,6 +24,9 @@ def _add_train(sub):
     p.add_argument("--rirs", nargs="*", default=[], help="folders of room impulse responses (default: synthetic rooms)")
     p.add_argument("--snr", type=float, nargs=2, default=[0.0, 20.0], metavar=("LOW", "HIGH"),
                    help="range of training SNRs in dB")
+    p.add_argument("--band", type=float, default=0.0, metavar="P",
+                   help="share of training pairs band-limited at random, as a phone records (e.g. 0.2; 0: none, "
+                        "as the shipped model)")
     p.add_argument("--hash", choices=["ot", "sign", "none"], default="ot", help="hash loss: OT-balanced, plain sign (baseline), none")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=256)

@@ -202,6 +202,37 @@ def crop(x, start: int, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(x[a:b], (a - start, start + length - b)) if b > a else x.new_zeros(length)
 
 
+def band_limit(x, low_hz, high_hz, order=4, sr: int = SR) -> torch.Tensor:
+    """Pass x through a zero-phase Butterworth band: what a phone's microphone and codec leave.
+
+    The magnitude of an analogue Butterworth high-pass at `low_hz` times a low-pass at `high_hz`,
+    |H(f)| = (1 + (low/f)^2n)^-1/2 (1 + (f/high)^2n)^-1/2, applied in the frequency domain
+    (circularly: the short impulse response wraps a few ms around the ends, harmless in training).
+    Each item may have its own band.
+
+    Args:
+        x: (B, T) or (T,) signals.
+        low_hz, high_hz: band edges (-3 dB), floats or (B,) tensors.
+        order: the filters' order n, an int or a (B,) tensor.
+        sr: sample rate.
+
+    Returns:
+        x band-limited, same shape and dtype.
+
+    Notebook: 02_distortions.ipynb
+    """
+    x = _as_tensor(x)
+    y = x.reshape(-1, x.shape[-1]).double()  # (B, T)
+    f = torch.fft.rfftfreq(y.shape[-1], 1.0 / sr, dtype=torch.float64)  # (F,)
+
+    def col(v):
+        return torch.as_tensor(v, dtype=torch.float64).reshape(-1, 1)  # (B or 1, 1)
+
+    lo, hi, n2 = col(low_hz), col(high_hz), 2 * col(order)
+    gain = (1 + (lo / f.clamp_min(1e-9)) ** n2) ** -0.5 * (1 + (f / hi) ** n2) ** -0.5  # (B, F)
+    return torch.fft.irfft(torch.fft.rfft(y) * gain, n=y.shape[-1]).to(x.dtype).reshape(x.shape)
+
+
 # ----------------------------------------------------------------------------
 # the random training chain
 
@@ -216,6 +247,9 @@ class DistortConfig:
     rt60: tuple[float, float] = (0.2, 1.0)  # seconds, for synthetic impulse responses
     max_offset_s: float = 0.05  # half the 0.1 s database hop
     gain_db: tuple[float, float] | None = None  # optional random level change
+    p_band: float = 0.0  # share of items band-limited last, as a phone would (any condition)
+    band_low_hz: tuple[float, float] = (150.0, 600.0)  # uniform range of the band's lower edge
+    band_high_hz: tuple[float, float] = (2800.0, 3800.0)  # ... and of its upper edge
     sr: int = SR
 
     @classmethod
@@ -242,7 +276,8 @@ class DistortConfig:
 
 
 class Distorter:
-    """Apply the random training chain to a batch: offset, then noise, reverb, or reverb then noise.
+    """Apply the random training chain to a batch: offset, then noise, reverb, or reverb then noise;
+    then, for a share `p_band` of the items, a random phone band.
 
     Args:
         cfg: the probabilities and ranges.
@@ -307,6 +342,12 @@ class Distorter:
             lo, hi = cfg.snr_db
             snr = lo + (hi - lo) * torch.rand(noi.numel(), generator=g, dtype=torch.float64)
             y = y.index_copy(0, noi, add_noise(y[noi], self.noise_crops(noi.numel(), T, g), snr))
+        if cfg.p_band > 0:
+            band = (torch.rand(B, generator=g) < cfg.p_band).nonzero().squeeze(1)  # (Bb,)
+            u = torch.rand(2, band.numel(), generator=g, dtype=torch.float64)
+            (l0, l1), (h0, h1) = cfg.band_low_hz, cfg.band_high_hz
+            order = torch.randint(2, 7, (band.numel(),), generator=g)  # gentle to steep skirts
+            y = y.index_copy(0, band, band_limit(y[band], l0 + (l1 - l0) * u[0], h0 + (h1 - h0) * u[1], order, cfg.sr))
         if cfg.gain_db is not None:
             lo, hi = cfg.gain_db
             gain_db = lo + (hi - lo) * torch.rand(B, generator=g)

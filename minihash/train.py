@@ -283,7 +283,9 @@ def train_command(args) -> int:
         raise SystemExit("minihash train: no training audio: use --synth N and/or --music DIR")
     noise = data.training_noise(args.noise, args.speech, split="train")
     rirs = data.load_rirs(args.rirs) if args.rirs else None
-    dcfg = DistortConfig(snr_db=tuple(args.snr))
+    if not 0.0 <= args.band <= 1.0:
+        raise SystemExit(f"minihash train: --band is a share of training pairs, between 0 and 1, got {args.band}")
+    dcfg = DistortConfig(snr_db=tuple(args.snr), p_band=args.band)
     distorter = Distorter(dcfg, noise, rirs)
     val_noise = data.training_noise(args.noise, args.speech, split="eval")
     val_distorter = Distorter(dcfg, val_noise, None, seed=1)  # rooms and noise not seen in training
@@ -307,7 +309,7 @@ def train_command(args) -> int:
     final = trainer.val_history[-1] if trainer.val_history else trainer.run_validation()
     save_model(model.cpu(), args.out, extra={"train": {
         "preset": args.preset, "hash": args.hash, "steps": args.steps, "batch": args.batch, "lr": args.lr,
-        "tracks": len(tracks), "hours": round(hours, 2), "snr_db": list(args.snr),
+        "tracks": len(tracks), "hours": round(hours, 2), "snr_db": list(args.snr), "band": args.band,
         "music": list(args.music), "noise": list(args.noise), "speech": list(args.speech), "synth": args.synth, "wall_s": round(time.time() - t0, 1),
         "step_s": round(sum(h.get("sec", 0.0) for h in trainer.history), 1),  # every step, earlier runs included
         **({"resumed_from_step": start} if start else {}), "validation": final}})

@@ -7,8 +7,10 @@ import pytest
 import torch
 from scipy.signal import correlate, fftconvolve
 
-from minihash.distort import (CONDITIONS, DistortConfig, Distorter, add_noise, crop, reverb, rt60_schroeder,
-                              snr_db, synth_rir, time_offset)
+from scipy.signal import butter, freqs
+
+from minihash.distort import (CONDITIONS, DistortConfig, Distorter, add_noise, band_limit, crop, reverb,
+                              rt60_schroeder, snr_db, synth_rir, time_offset)
 
 SR = 8000
 
@@ -275,6 +277,46 @@ def test_eval_presets_and_dtypes():
     assert g.abs().max() <= 6.0 + 1e-6 and g.std() > 1
     with pytest.raises(ValueError):
         Distorter(DistortConfig.train(), [])  # noise asked for, none given
+
+
+def scipy_band_gain(f, low, high, order):
+    """|H| of scipy's analogue Butterworth high-pass at `low` times its low-pass at `high`, at f Hz."""
+    w = 2 * np.pi * np.asarray(f, dtype=np.float64)
+    _, h_hp = freqs(*butter(order, 2 * np.pi * low, "highpass", analog=True), worN=w)
+    _, h_lp = freqs(*butter(order, 2 * np.pi * high, "lowpass", analog=True), worN=w)
+    return np.abs(h_hp * h_lp)
+
+
+def test_band_limit_matches_scipy_butterworth():
+    rng = np.random.default_rng(0)
+    T = 8000
+    bins = np.arange(1, T // 2)  # every bin but DC and Nyquist: 1 Hz apart
+    X = np.zeros(T // 2 + 1, complex)
+    X[bins] = np.exp(2j * np.pi * rng.random(len(bins)))
+    x = np.fft.irfft(X, n=T)  # all bins at unit magnitude, random phases
+    bands = [(300.0, 3400.0, 4), (150.0, 2800.0, 2), (600.0, 3800.0, 6)]
+    y = band_limit(torch.tensor(np.stack([x] * 3)), *(torch.tensor(v) for v in zip(*bands)), sr=T).numpy()
+    for yb, (lo, hi, n) in zip(y, bands):
+        Y = np.fft.rfft(yb)
+        np.testing.assert_allclose(np.abs(Y[bins]), scipy_band_gain(bins, lo, hi, n), atol=1e-9)
+        passed = scipy_band_gain(bins, lo, hi, n) > 1e-3  # where the phase is more than rounding noise
+        np.testing.assert_allclose(np.angle(Y[bins] / X[bins])[passed], 0, atol=1e-6)  # zero phase: no delay
+    one = band_limit(torch.tensor(x, dtype=torch.float32), 300.0, 3400.0, 4, sr=T)
+    assert one.shape == (T,) and one.dtype == torch.float32
+    np.testing.assert_allclose(one.numpy(), y[0], atol=1e-5)
+
+
+def test_distorter_band_limits_a_share_of_items():
+    x = torch.tensor(np.stack([music_like(1.0, seed=s) for s in range(400)]))
+    base = dict(p_clean=1, p_noise=0, p_reverb=0, p_noise_reverb=0, max_offset_s=0)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(Distorter(DistortConfig(**base), [])(x, g), x)  # p_band = 0: untouched
+    y = Distorter(DistortConfig(**base, p_band=0.3), [])(x, g)
+    hf = lambda v: np.abs(np.fft.rfft(v.double().numpy(), axis=-1))[:, 3900:].sum(-1)  # above 3.9 kHz
+    cut = hf(y) < 0.9 * hf(x)  # the gentlest band (2nd order, 3.8 kHz) keeps 0.68 of 3.9 kHz
+    changed = (y - x).abs().amax(-1) > 1e-6
+    assert torch.equal(torch.from_numpy(cut), changed)  # what changed lost its top band
+    assert 0.24 < changed.double().mean() < 0.36
 
 
 def test_noise_crops_are_contiguous_excerpts():
