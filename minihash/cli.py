@@ -27,6 +27,8 @@ def _add_train(sub):
     p.add_argument("--band", type=float, default=0.0, metavar="P",
                    help="share of training pairs band-limited at random, as a phone records (e.g. 0.2; 0: none, "
                         "as the shipped model)")
+    p.add_argument("--mels", type=int, default=None, metavar="N", help="mel bands of the front end (default: the preset's)")
+    p.add_argument("--n-fft", type=int, default=None, metavar="N", help="FFT size of the front end (default: the preset's)")
     p.add_argument("--hash", choices=["ot", "sign", "none"], default="ot", help="hash loss: OT-balanced, plain sign (baseline), none")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=256)

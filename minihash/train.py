@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -291,6 +291,9 @@ def train_command(args) -> int:
     val_distorter = Distorter(dcfg, val_noise, None, seed=1)  # rooms and noise not seen in training
 
     cfg = ModelConfig.preset(args.preset)
+    front = {k: v for k, v in (("n_mels", args.mels), ("n_fft", args.n_fft)) if v is not None}
+    if front:  # another front end for the same network (the patch embedding adapts to it)
+        cfg = replace(cfg, mel=replace(cfg.mel, **front))
     model = build_model(cfg)
     hours = sum(len(t) for t in tracks) / 8000 / 3600
     print(f"training {args.preset} ({count_parameters(model) / 1e6:.2f} M parameters, hash={args.hash}) on "
@@ -308,7 +311,7 @@ def train_command(args) -> int:
     trainer.run()
     final = trainer.val_history[-1] if trainer.val_history else trainer.run_validation()
     save_model(model.cpu(), args.out, extra={"train": {
-        "preset": args.preset, "hash": args.hash, "steps": args.steps, "batch": args.batch, "lr": args.lr,
+        "preset": args.preset, **({"front_end": front} if front else {}), "hash": args.hash, "steps": args.steps, "batch": args.batch, "lr": args.lr,
         "tracks": len(tracks), "hours": round(hours, 2), "snr_db": list(args.snr), "band": args.band,
         "music": list(args.music), "noise": list(args.noise), "speech": list(args.speech), "synth": args.synth, "wall_s": round(time.time() - t0, 1),
         "step_s": round(sum(h.get("sec", 0.0) for h in trainer.history), 1),  # every step, earlier runs included

@@ -150,3 +150,15 @@ def test_train_command_writes_a_model_and_records_a_resume(tmp_path):
     again = json.loads(out.with_suffix(".json").read_text())["extra"]["train"]
     assert again["resumed_from_step"] == 3 and again["step_s"] >= first["step_s"]
     assert np.isfinite(again["validation"]["val_top1"])
+
+
+def test_train_command_front_end_and_band_options(tmp_path):
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--preset", "tiny", "--synth", "6", "--synth-seconds", "6", "--batch", "16", "--warmup", "2",
+            "--threads", "1", "--steps", "2", "--mels", "48", "--n-fft", "256", "--band", "0.5", "-o", str(out)]
+    assert main(args) == 0
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert rec["config"]["mel"]["n_mels"] == 48 and rec["config"]["mel"]["n_fft"] == 256
+    assert rec["extra"]["train"]["front_end"] == {"n_mels": 48, "n_fft": 256} and rec["extra"]["train"]["band"] == 0.5
+    with pytest.raises(SystemExit, match="--band"):
+        main(args[:-4] + ["--band", "1.5", "-o", str(tmp_path / "bad.safetensors")])
