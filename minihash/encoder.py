@@ -21,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -197,6 +198,19 @@ class Encoder(nn.Module):
                              f"{self.cfg.mel.sr} Hz), got {tuple(x.shape)}")
         return self.encode_mel(self.frontend(x))
 
+    @contextmanager
+    def _eval_mode(self):
+        """Eval mode inside the block, the caller's mode after it. The switch walks every module
+        (~1 ms, a fifth of a short query), so it happens only when the mode changes."""
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            yield
+        finally:
+            if was_training:
+                self.train()
+
     @torch.no_grad()
     def fingerprint(self, windows, batch_size: int = 256):
         """Embeddings and hash logits of many windows, in eval mode (the mode is restored after).
@@ -210,18 +224,14 @@ class Encoder(nn.Module):
 
         Notebook: 04_patch_transformer.ipynb
         """
-        was_training, dev = self.training, next(self.parameters()).device
-        if was_training:  # walking every module to set the mode costs ~1 ms: only when it changes
-            self.eval()
+        dev = next(self.parameters()).device
         N, embs, logits = len(windows), [], []
-        with tqdm(total=N, desc="fingerprinting", unit="win", disable=N <= 4096) as bar:
+        with self._eval_mode(), tqdm(total=N, desc="fingerprinting", unit="win", disable=N <= 4096) as bar:
             for i in range(0, N, batch_size):
                 e, l = self(torch.as_tensor(windows[i:i + batch_size], dtype=torch.float32).to(dev))
                 embs.append(e.float().cpu().numpy())
                 logits.append(l.float().cpu().numpy())
                 bar.update(len(e))
-        if was_training:
-            self.train()
         if not N:
             return np.zeros((0, self.cfg.emb_dim), np.float32), np.zeros((0, self.cfg.K), np.float32)
         return np.concatenate(embs), np.concatenate(logits)
@@ -262,19 +272,16 @@ class Encoder(nn.Module):
         x = torch.as_tensor(np.asarray(x, dtype=np.float32)).flatten()
         if x.numel() < cfg.n_samples:
             x = torch.nn.functional.pad(x, (0, cfg.n_samples - x.numel()))
-        was_training, dev = self.training, next(self.parameters()).device
-        if was_training:  # walking every module to set the mode costs ~1 ms: only when it changes
-            self.eval()
-        S = self.frontend(x.to(dev)[None])[0]  # (n_mels, F)
+        dev = next(self.parameters()).device
         n = 1 + (x.numel() - cfg.n_samples) // (step * cfg.mel.hop)
-        W = S.unfold(1, cfg.n_frames, step)[:, :n].permute(1, 0, 2)  # (N, n_mels, n_frames)
         embs, logits = [], []
-        for i in tqdm(range(0, n, batch_size), desc="fingerprinting", unit="batch", disable=n <= 8192, leave=False):
-            e, l = self.encode_mel(W[i:i + batch_size].contiguous())
-            embs.append(e.float().cpu().numpy())
-            logits.append(l.float().cpu().numpy())
-        if was_training:
-            self.train()
+        with self._eval_mode():
+            S = self.frontend(x.to(dev)[None])[0]  # (n_mels, F)
+            W = S.unfold(1, cfg.n_frames, step)[:, :n].permute(1, 0, 2)  # (N, n_mels, n_frames)
+            for i in tqdm(range(0, n, batch_size), desc="fingerprinting", unit="batch", disable=n <= 8192, leave=False):
+                e, l = self.encode_mel(W[i:i + batch_size].contiguous())
+                embs.append(e.float().cpu().numpy())
+                logits.append(l.float().cpu().numpy())
         return np.concatenate(embs), np.concatenate(logits), np.arange(n) * step * cfg.mel.hop / cfg.mel.sr
 
     @property

@@ -122,15 +122,15 @@ def probe_order(conf: np.ndarray, n_probes: int) -> tuple[np.ndarray, np.ndarray
     bits = np.argsort(conf, axis=1, kind="stable")  # least confident first
     c = np.take_along_axis(conf, bits, axis=1)  # (M, K) ascending
     bit = np.left_shift(np.uint64(1), bits.astype(np.uint64))  # (M, K) each bit's XOR mask
+    P = max(n_probes, 1)  # the window's own bucket at least
     masks, costs = np.zeros((len(conf), 1), dtype=np.uint64), np.zeros((len(conf), 1))
     for j in range(conf.shape[1]):
-        if costs.shape[1] >= n_probes and np.all(c[:, j] >= costs[:, -1]):
+        if costs.shape[1] >= P and np.all(c[:, j] >= costs[:, -1]):
             break  # every set holding bit j (or a later one) costs at least c_j: none gets in
         masks = np.concatenate([masks, masks | bit[:, j:j + 1]], axis=1)
         costs = np.concatenate([costs, costs + c[:, j:j + 1]], axis=1)
-        keep = np.argsort(costs, axis=1, kind="stable")[:, :max(n_probes, 1)]  # ties: without bit j first
+        keep = np.argsort(costs, axis=1, kind="stable")[:, :P]  # ties: without bit j first
         masks, costs = np.take_along_axis(masks, keep, 1), np.take_along_axis(costs, keep, 1)
-    masks, costs = masks[:, :max(n_probes, 1)], costs[:, :max(n_probes, 1)]
     return (masks[0], costs[0]) if one else (masks, costs)
 
 
