@@ -1,21 +1,32 @@
 """minihash: query-by-example audio search, taught step by step.
 
 The package follows the data flow of the notebooks, one module per stage:
-audio -> spectrogram -> distort -> data -> encoder -> contrastive / ot -> train
--> index / lsh / landmarks -> evaluate -> cli.
+audio -> spectrogram -> distort -> corpus / pairs -> encoder / nafp / modelfile ->
+contrastive / ot -> train / recipe -> search / landmarks -> evaluate / bench -> cli.
 
-`minihash.load_model()` loads the shipped model (`encoder.load_model`); torch is imported
-only when it is first used, so `import minihash` stays light.
+The package API: `minihash.load_model()` loads the shipped model (`modelfile.load_model`);
+`load` and `load_folder` read audio (`audio`); `index_audio`, `query_audio` and
+`calibrate_on_negatives` go from audio to matches and `load_index` reads a saved index (`search`).
 """
+import importlib
+
+from ._version import __version__
 from .errors import AudioError, FormatError, MinihashError
 
-__version__ = "0.1.0"
-__all__ = ["AudioError", "FormatError", "MinihashError", "__version__", "load_model"]
+# where each name of the package API lives. They are imported on first access (PEP 562), not here:
+# each of those modules imports torch, which takes seconds (`import minihash` alone: ~0.1 s, with them ~5 s
+# on a busy 2-core machine), and `import minihash` only for its errors or version should not pay for it
+_LAZY = {"load_model": "modelfile", "load": "audio", "load_folder": "audio", "index_audio": "search.pipeline",
+         "query_audio": "search.pipeline", "calibrate_on_negatives": "search.pipeline", "load_index": "search"}
+
+__all__ = ["AudioError", "FormatError", "MinihashError", "__version__", *_LAZY]
 
 
-def __getattr__(name):  # PEP 562: resolved on first access
-    if name == "load_model":
-        from .encoder import load_model
-
-        return load_model
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'minihash' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

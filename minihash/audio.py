@@ -1,16 +1,19 @@
-"""Audio in: load any wav/flac/ogg/opus/mp3 as mono float32 at 8 kHz, and cut it into windows.
+"""Audio in: load any wav/flac/ogg/opus/mp3 (or a whole folder) as mono float32 at 8 kHz, cut it into windows.
 
 Every fingerprinting system starts here. Shazam (Wang 2003) and the Neural Audio
 Fingerprint (Chang et al. 2021) both work at 8 kHz mono: the band that survives a
 phone microphone and a loudspeaker. Files are decoded by soundfile (libsndfile)
 and resampled by torchaudio. Every failure is an `AudioError` that names the file
 and the reason, so that one bad file in a folder of ten thousand is skipped and
-reported instead of stopping the run.
+reported instead of stopping the run: `AudioFolder` loads a folder that way, each
+file once (byte-identical copies are listed, not loaded twice), eagerly or one file
+at a time.
 
 Notebook: 01_audio_and_spectrograms.ipynb
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -18,13 +21,16 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+from tqdm.auto import tqdm
 
 from .errors import AudioError
+from .files import cache_dir, save_npy
 
 SR = 8000  # the sample rate of everything downstream
 MIN_SECONDS = 0.5  # the shortest query that can be fingerprinted
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
 SILENCE_RMS = 1e-5  # below this (-100 dBFS) a file holds no usable sound
+PEAK = 0.9  # generated audio (procedural songs, noises, babble) is peak-normalised to this
 
 # ----------------------------------------------------------------------------
 # loading
@@ -76,13 +82,15 @@ def check(x: np.ndarray, path="<array>", sr: int = SR, min_s: float = MIN_SECOND
     return x
 
 
-def load(path, sr: int = SR, min_s: float = MIN_SECONDS) -> np.ndarray:
+def load(path, sr: int = SR, min_s: float = MIN_SECONDS, cache: bool = True) -> np.ndarray:
     """Load an audio file as mono float32 at `sr`.
 
     Args:
         path: a wav, flac, ogg, opus or mp3 file (anything libsndfile decodes).
         sr: the target sample rate (8 kHz by default).
         min_s: the shortest duration accepted, in seconds.
+        cache: keep the decoded samples under `$MINIHASH_CACHE/decoded` and read them from
+            there next time (a second load of a folder takes seconds instead of minutes).
 
     Returns:
         (T,) float32 samples in [-1, 1].
@@ -99,6 +107,20 @@ def load(path, sr: int = SR, min_s: float = MIN_SECONDS) -> np.ndarray:
         raise AudioError(path, "is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty: the file has 0 bytes")
+    cached = decoded_path(path, sr) if cache else None
+    x = _read_decoded(cached) if cached else None
+    if x is None:
+        x = _decode(path, sr)
+        if cached:
+            try:  # a read-only or full cache only costs time
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                save_npy(cached, x)
+            except OSError:
+                pass
+    return check(x, path, sr, min_s)
+
+
+def _decode(path: Path, sr: int) -> np.ndarray:
     try:
         x, sr_in = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
     except Exception as e:  # libsndfile says why in its message
@@ -107,7 +129,28 @@ def load(path, sr: int = SR, min_s: float = MIN_SECONDS) -> np.ndarray:
         raise AudioError(path, "empty: the file holds no samples")
     if not np.all(np.isfinite(x)):
         raise AudioError(path, "holds NaN or Inf samples")
-    return check(to_mono_resampled(x, sr_in, sr), path, sr, min_s)
+    return to_mono_resampled(x, sr_in, sr)
+
+
+# ----------------------------------------------------------------------------
+# the decode cache: each file decoded once (opus and mp3 decoding dominates a training start)
+
+
+def decoded_path(path, sr: int = SR) -> Path:
+    """Where the decoded samples of `path` are cached: keyed by its absolute path, size,
+    modification time and the sample rate, so an edited or replaced file is decoded again."""
+    st = Path(path).stat()
+    key = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{sr}"
+    return cache_dir() / "decoded" / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.npy"
+
+
+def _read_decoded(f: Path):
+    """The cached samples, or None when missing, unreadable or not a float32 vector (never trusted blindly)."""
+    try:
+        x = np.load(f, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return x if x.dtype == np.float32 and x.ndim == 1 else None
 
 
 def _short(e: Exception) -> str:
@@ -135,8 +178,103 @@ def find_audio(root) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
+# ----------------------------------------------------------------------------
+# the level of generated audio
+
+
+def peak_normalise(x: np.ndarray, peak: float = PEAK) -> np.ndarray:
+    """`x` scaled so that its largest magnitude is `peak`, as float32 (a silent `x` stays silent)."""
+    return (peak * x / (np.abs(x).max() + 1e-12)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------
+# a folder: every file once, bad files skipped and reported
+
+
+class AudioFolder:
+    """Every audio file under a folder (recursive), loaded as mono 8 kHz float32.
+
+    Order is deterministic (sorted relative paths). A file with the same bytes as
+    an earlier one is listed once (`.duplicates` holds (duplicate, original)); a
+    file that cannot be used is skipped (`.errors` holds (name, reason)). With
+    `lazy=True` nothing is read at creation: `stream()` yields one file at a time,
+    so a large folder is never held in memory.
+
+    Args:
+        path: a folder (or one file).
+        sr: target sample rate.
+        min_s: shortest duration accepted.
+        progress: show a tqdm bar.
+        lazy: read the files in `stream()` only, not now.
+
+    Attributes:
+        files: sorted (name, path) of every audio file found; names are posix paths relative to the folder.
+        names, tracks: the loaded files (eager only): name and (T,) float32 signal, in the order of `files`.
+        errors: (name, reason) of each file skipped; duplicates: (name, name of the original).
+
+    Notebook: 10_your_own_audio.ipynb
+    """
+
+    def __init__(self, path, sr: int = SR, min_s: float = MIN_SECONDS, progress: bool = True, lazy: bool = False):
+        self.root, self.sr, self.min_s, self.progress = Path(path), sr, min_s, progress
+        self.names, self.tracks, self.errors, self.duplicates = [], [], [], []
+        files = find_audio(self.root)  # raises AudioError when the folder does not exist
+        self.files = sorted((p.relative_to(self.root).as_posix() if self.root.is_dir() else p.name, p) for p in files)
+        if not lazy:
+            for name, x in self.stream():
+                self.names.append(name)
+                self.tracks.append(x)
+
+    def stream(self):
+        """Yield (name, signal) one file at a time, so that a large folder is never held in memory;
+        `.errors` and `.duplicates` fill up as it goes (a lazy folder is read here, not at creation)."""
+        self.errors.clear(), self.duplicates.clear()
+        originals = {}  # sha1 of the bytes -> name of the first good file with them
+        desc = f"loading {self.root.name or self.root}"
+        for name, p in tqdm(self.files, desc=desc, unit="file", disable=not self.progress):
+            try:
+                digest = hashlib.sha1(p.read_bytes()).hexdigest()
+            except OSError as e:
+                self.errors.append((name, f"unreadable ({e.strerror or e})"))
+                continue
+            if digest in originals:
+                self.duplicates.append((name, originals[digest]))
+                continue
+            try:
+                x = load(p, self.sr, self.min_s)
+            except AudioError as e:
+                self.errors.append((name, e.reason))
+                continue
+            originals[digest] = name
+            yield name, x
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.tracks[i]
+
+    @property
+    def hours(self) -> float:
+        return sum(x.size for x in self.tracks) / self.sr / 3600
+
+    def summary(self) -> str:
+        """Tracks, hours, duplicates and skipped files with their reasons, as text."""
+        def count(k, what):
+            return f"{k} {what}{'s' if k != 1 else ''}"
+
+        lines = [f"{count(len(self), 'track')}, {self.hours:.2f} h ({self.hours * 60:.1f} min) from {self.root}"]
+        if self.duplicates:
+            lines.append(f"{count(len(self.duplicates), 'duplicate file')} listed once:")
+            lines += [f"  {d} (same bytes as {o})" for d, o in self.duplicates]
+        if self.errors:
+            lines.append(f"{count(len(self.errors), 'file')} skipped:")
+            lines += [f"  {name}: {reason}" for name, reason in self.errors]
+        return "\n".join(lines)
+
+
 def load_folder(root, sr: int = SR, min_s: float = MIN_SECONDS, progress: bool = True):
-    """Load every audio file under `root`; skip and report the bad ones.
+    """Load every audio file under `root`; skip and report the bad ones (`AudioFolder`, as a dict).
 
     Args:
         root: a folder (searched recursively).
@@ -146,19 +284,14 @@ def load_folder(root, sr: int = SR, min_s: float = MIN_SECONDS, progress: bool =
 
     Returns:
         (tracks, errors): `tracks` maps the path relative to `root` (posix) to (T,)
-        float32 samples; `errors` lists (relative path, reason) of the skipped files.
-    """
-    from tqdm.auto import tqdm
+        float32 samples; `errors` lists (relative path, reason) of the skipped files,
+        a copy of an earlier file among them ("same bytes as ...").
 
-    root = Path(root)
-    tracks, errors = {}, []
-    for p in tqdm(find_audio(root), desc=f"loading {root.name or root}", unit="file", disable=not progress):
-        name = p.relative_to(root).as_posix() if root.is_dir() else p.name
-        try:
-            tracks[name] = load(p, sr, min_s)
-        except AudioError as e:
-            errors.append((name, e.reason))
-    return tracks, errors
+    Notebook: 01_audio_and_spectrograms.ipynb
+    """
+    folder = AudioFolder(root, sr, min_s, progress)
+    copies = [(name, f"same bytes as {original}") for name, original in folder.duplicates]
+    return dict(zip(folder.names, folder.tracks)), folder.errors + copies
 
 
 # ----------------------------------------------------------------------------

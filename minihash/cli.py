@@ -1,15 +1,54 @@
 """The command line: `minihash demo / train / index / query / eval / bench-search`.
 
-Each subcommand is a thin layer over the modules; the contract of `index` and
-`query` (arguments and JSON output) is fixed by DESIGN.md, since tests,
+Every command is parsed and dispatched here, each a thin call into its module. The
+contract of `index` and `query` (arguments and JSON output) is fixed by DESIGN.md, since tests,
 benchmarks and users rely on it.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
+import time
+from dataclasses import replace
+from pathlib import Path
 
-from .errors import MinihashError
+import torch
+
+from .audio import AudioFolder, load
+from .bench.report import markdown_table
+from .bench.report import write_report as write_bench_report
+from .bench.run import METHODS as BENCH_METHODS
+from .bench.run import BenchConfig, parse_size, run_benchmark
+from .distort import CONDITIONS
+from .errors import AudioError, MinihashError
+from .evaluate.protocol import METHODS as EVAL_METHODS
+from .evaluate.protocol import EvalConfig, grid
+from .evaluate.report import overview_figure
+from .evaluate.run import calibration_negatives, run_eval
+from .modelfile import SHIPPED, load_model
+from .recipe import train_from_args
+from .search import METHODS as INDEX_METHODS
+from .search import load_index
+from .search.pipeline import calibrate_on_negatives, index_audio, query_audio
+from .search.store import read_manifest
+
+try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then limits too
+    from threadpoolctl import threadpool_limits
+except ImportError:
+    threadpool_limits = None
+
+# ----------------------------------------------------------------------------
+# the commands' arguments
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="the whole pipeline on the embedded corpus (no files, no downloads): a report")
+    p.add_argument("--out", default="minihash-demo", help="report folder")
+    p.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    p.add_argument("--queries", type=int, default=None, help="queries per length and condition (default 60)")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def _add_train(sub):
@@ -47,7 +86,7 @@ def _add_index(sub):
                                                     "their path relative to it")
     p.add_argument("-o", "--out", required=True, metavar="INDEX_DIR", help="index folder to write")
     p.add_argument("--model", default=None, help="model file (default: the shipped model)")
-    p.add_argument("--method", choices=["hash", "lsh", "exhaustive"], default="hash")
+    p.add_argument("--method", choices=[m for m in INDEX_METHODS if m != "faiss"], default="hash")  # faiss: optional
     p.add_argument("--hop", type=float, default=0.1, help="seconds between fingerprinted windows")
     p.add_argument("--max-false", type=float, default=0.05,
                    help="share of queries of audio not in the index allowed to match (sets the thresholds)")
@@ -64,14 +103,101 @@ def _add_query(sub):
     p.add_argument("--hop", type=float, default=0.5, help="seconds between the query's windows")
 
 
+def _add_eval(sub):
+    p = sub.add_parser("eval", help="the evaluation protocol: every method on the same distorted queries")
+    p.add_argument("--refs", nargs="+", default=[], metavar="DIR",
+                   help="reference audio (default: the embedded corpus)")
+    p.add_argument("--synth", type=int, default=None, metavar="N", help="procedural database tracks when no --refs")
+    p.add_argument("--synth-seconds", type=float, default=30.0)
+    p.add_argument("--negatives", nargs="+", default=[], metavar="DIR",
+                   help="held-out music (not in --refs) for negative queries")
+    p.add_argument("--noise", nargs="+", default=[], metavar="DIR", help="noise recordings (their evaluation split)")
+    p.add_argument("--speech", nargs="+", default=[], metavar="DIR", help="speech for babble (its evaluation split)")
+    p.add_argument("--rirs", nargs="+", default=[], metavar="DIR", help="impulse responses not used in training "
+                                                                        "(default: synthetic rooms)")
+    p.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    p.add_argument("--sign-model", default=None, help="the same model trained with `--hash sign` (unbalanced codes)")
+    p.add_argument("--nafp-model", default=None, help="a NAFP-style cnn model (`--preset nafp-small`)")
+    p.add_argument("--methods", nargs="+", choices=EVAL_METHODS, default=None)
+    p.add_argument("--lengths", nargs="+", type=float, default=None, help="query lengths, seconds")
+    p.add_argument("--snrs", nargs="+", type=float, default=None, help="SNRs, dB (default 0 5 10 15 20)")
+    p.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=None)
+    p.add_argument("--queries", type=int, default=None,
+                   help="queries per length and condition (and negatives per length)")
+    p.add_argument("--quick", action="store_true", help="minutes: 1 and 3 s, clean / noise 0, 10 / noise+reverb 10, "
+                                                        "100 queries, 100 tracks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--out", default="minihash-eval", help="report folder")
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench-search", help="search methods side by side: top-1 against DB share scored, latency, "
+                                            "memory, bucket occupancy, at 10k/100k/1M windows")
+    p.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    p.add_argument("--sign-model", default=None, help="a model trained with `minihash train --hash sign`, for the "
+                                                      "unbalanced sign hash row (without it the row is skipped)")
+    p.add_argument("--sizes", nargs="+", type=parse_size, default=None,
+                   help="database sizes in windows (default 10k 100k 1M)")
+    p.add_argument("--queries", type=int, default=None, help="number of queries (default 500)")
+    p.add_argument("--query-seconds", type=float, default=5.0)
+    p.add_argument("--snr", type=float, default=10.0, help="query SNR in dB (evaluation noise bank)")
+    p.add_argument("--reverb", type=float, default=0.0, help="share of queries reverberated (evaluation rooms)")
+    p.add_argument("--methods", nargs="+", choices=list(BENCH_METHODS), default=list(BENCH_METHODS))
+    p.add_argument("--probes", type=int, nargs="+", default=[1, 4, 16, 64, 256], help="n_probes swept")
+    p.add_argument("--lsh-tables", type=int, nargs="+", default=[1, 4, 16], help="LSH tables L swept")
+    p.add_argument("--lsh-max-probes", type=int, default=1024, help="LSH points with L x n_probes above it are skipped")
+    p.add_argument("--max-candidates", type=int, default=4096, help="candidates re-ranked per query window")
+    p.add_argument("--faiss-kind", choices=["hnsw", "flat", "multihash"], default="hnsw")
+    p.add_argument("--corpus-seed", type=int, default=1)
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="latency clock: wall, or the process's CPU time (for a busy shared machine; use --threads 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--out", default="minihash-bench", help="folder for bench-search.md/.csv/.png")
+    p.add_argument("--quick", action="store_true", help="sizes 10k and 100k, 200 queries")
+    p.add_argument("--no-progress", action="store_true")
+
+
+# ----------------------------------------------------------------------------
+# the commands: each a thin call into its module, and what it prints
+
+
+def _command(name: str) -> str:
+    """This process's command line, as `minihash NAME ...` (run as `minihash NAME ...`), for a report."""
+    return shlex.join(["minihash", name, *sys.argv[2:]])
+
+
+def _set_threads(n: int | None, blas: bool = False) -> None:
+    if n:
+        torch.set_num_threads(n)
+        if blas and threadpool_limits is not None:  # oversubscribed BLAS threads slow a busy machine badly
+            threadpool_limits(n)
+
+
+def demo_command(args) -> int:
+    """`minihash demo`: `minihash eval` with the demo preset: 200 procedural tracks, the shipped
+    model, minihash / LSH / exhaustive / landmarks on 1 and 3 s queries; under 5 min on 2 cores."""
+    t0 = time.perf_counter()
+    n = {} if args.queries is None else {"n_queries": args.queries, "n_negatives": args.queries}
+    cfg = EvalConfig.preset("demo", seed=args.seed, **n)
+    print(f"minihash demo: {cfg.n_synth} procedural tracks of {cfg.synth_seconds:g} s as the database; "
+          f"{cfg.n_queries} queries of {' and '.join(f'{L:g}' for L in cfg.lengths)} s per condition, "
+          f"searched by {', '.join(cfg.methods)}")
+    result = run_eval(cfg, args.out, model=args.model, command=_command("demo"))
+    out = Path(args.out)
+    fig, _, _ = overview_figure(load_model(args.model))  # one query, its match and the votes: the README picture
+    fig.savefig(out / "overview.png", dpi=100)
+    print(f"\nTop-1 % (right track, start within {cfg.tol_s:g} s):\n")
+    print(result.table())
+    mins, secs = divmod(time.perf_counter() - t0, 60)
+    print(f"\ndone in {int(mins)} min {secs:.0f} s. The report is in {out}/: open {out / 'results.md'} "
+          f"(plots: {out}/top1_vs_snr_*.png; one query, its match and the votes: {out}/overview.png).")
+    print("Next: `make lab` and open notebooks/00_overview.ipynb to see how each step works.")
+    return 0
+
+
 def index_command(args) -> int:
     """`minihash index REFS_DIR -o INDEX_DIR`: stream the folder, fingerprint, calibrate, save."""
-    from pathlib import Path
-
-    from .data import AudioFolder
-    from .encoder import SHIPPED, load_model
-    from .index import calibrate_on_negatives, index_audio
-
     model = load_model(args.model)
     folder = AudioFolder(args.refs, lazy=True)
     if not folder.files:
@@ -93,28 +219,8 @@ def index_command(args) -> int:
     return 0
 
 
-def calibration_negatives(folders=(), per_length: int = 50, seed: int = 0):
-    """Queries of audio that is in no index, as `minihash eval` calibrates on: 1, 2, 3 and 5 s excerpts
-    of procedural tracks of a seed kept for this (and of the files under `folders`: music the
-    user's index does not hold), clean, in noise at 0-20 dB, in rooms, in rooms and noise. They set
-    the no-match thresholds, one per query length."""
-    from .data import synth_tracks, training_noise
-    from .evaluate import CAL_SEED, EvalConfig, calibration_queries, eval_rooms, load_folders
-
-    cfg = EvalConfig(n_calibration=per_length, seed=seed)
-    tracks = synth_tracks(20, cfg.synth_seconds, seed=CAL_SEED) + list(load_folders(folders).values())
-    return calibration_queries(tracks, cfg, training_noise(split="eval"), eval_rooms(cfg))
-
-
 def query_command(args) -> int:
     """`minihash query INDEX_DIR QUERY_FILE... [--json]`: load the index and model once, answer each file."""
-    import json
-
-    from .audio import load
-    from .encoder import load_model
-    from .errors import AudioError
-    from .index import load_index, query_audio, read_manifest
-
     meta = read_manifest(args.index).get("meta", {})
     model = load_model(args.model or meta.get("model_path"))
     index = load_index(args.index, expect_model=model.model_id)
@@ -141,40 +247,84 @@ def query_command(args) -> int:
     return 1 if failed == len(args.queries) else 0
 
 
-def main(argv=None) -> int:
+def eval_config(args) -> EvalConfig:
+    """The EvalConfig a `minihash eval` command line asks for."""
+    cfg = EvalConfig.preset("quick" if args.quick else "full", seed=args.seed, synth_seconds=args.synth_seconds)
+    if args.snrs is not None or args.conditions is not None:
+        cfg = replace(cfg, cells=grid(args.snrs or (0, 5, 10, 15, 20), args.conditions or CONDITIONS))
+    over = {"methods": tuple(args.methods) if args.methods else None, "n_synth": args.synth,
+            "lengths": tuple(args.lengths) if args.lengths else None, "n_queries": args.queries,
+            "n_negatives": args.queries}
+    return replace(cfg, **{k: v for k, v in over.items() if v is not None})
+
+
+def eval_command(args) -> int:
+    """`minihash eval`: the protocol on folders (or the embedded corpus); a report in --out."""
+    _set_threads(args.threads)
+    result = run_eval(eval_config(args), args.out, args.model, args.sign_model, args.nafp_model, args.refs,
+                      args.negatives, args.noise, args.speech, args.rirs, command=_command("eval"))
+    print(result.table())
+    for n in result.notes:
+        print(f"note: {n}")
+    print(f"\nwrote {Path(args.out) / 'results.md'}, results.csv and plots in {result.info['elapsed_s']:.0f} s")
+    return 0
+
+
+def bench_config(args) -> BenchConfig:
+    """The BenchConfig a `minihash bench-search` command line asks for."""
+    cfg = BenchConfig.preset("quick" if args.quick else "full", query_s=args.query_seconds, snr_db=args.snr,
+                             p_reverb=args.reverb, methods=tuple(args.methods), probes=tuple(args.probes),
+                             lsh_tables=tuple(args.lsh_tables), lsh_max_probes=args.lsh_max_probes,
+                             max_candidates=args.max_candidates,
+                             faiss_kind=args.faiss_kind, clock=args.clock, corpus_seed=args.corpus_seed)
+    if args.sizes:
+        cfg = replace(cfg, sizes=tuple(args.sizes))
+    if args.queries:
+        cfg = replace(cfg, n_queries=args.queries)
+    return cfg
+
+
+def bench_command(args) -> int:
+    """`minihash bench-search`: see `minihash bench-search --help`."""
+    _set_threads(args.threads, blas=True)
+    cfg = bench_config(args)
+    model = load_model(args.model)
+    sign_model = load_model(args.sign_model) if args.sign_model else None
+    result = run_benchmark(model, cfg, sign_model, progress=not args.no_progress)
+    rep = write_bench_report(result, args.out, _command("bench-search"))
+    print(markdown_table([r for r in result["rows"] if r["default"]]))
+    print("\n".join(f"{t['verdict']:4s} {t['target']}: {t['detail']}" for t in rep["targets"]))
+    print(f"wrote {rep['md']}, {rep['csv']}, {rep['png']}")
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# parse and dispatch
+
+COMMANDS = {"demo": (_add_demo, demo_command), "train": (_add_train, train_from_args),
+            "index": (_add_index, index_command), "query": (_add_query, query_command),
+            "eval": (_add_eval, eval_command), "bench-search": (_add_bench, bench_command)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `minihash` parser, one subcommand per entry of COMMANDS."""
     parser = argparse.ArgumentParser(prog="minihash", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    from . import benchmark, evaluate  # their parsers; heavy imports happen inside the commands
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
 
-    evaluate.add_demo_parser(sub)
-    _add_train(sub)
-    _add_index(sub)
-    _add_query(sub)
-    evaluate.add_eval_parser(sub)
-    benchmark.add_parser(sub)
-    args = parser.parse_args(argv)
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        if args.cmd == "train":
-            from .train import train_command
-
-            return train_command(args)
-        if args.cmd == "index":
-            return index_command(args)
-        if args.cmd == "query":
-            return query_command(args)
-        if args.cmd == "demo":
-            return evaluate.demo_command(args)
-        if args.cmd == "eval":
-            return evaluate.eval_command(args)
-        if args.cmd == "bench-search":
-            return benchmark.command(args)
+        return COMMANDS[args.cmd][1](args)
     except MinihashError as e:
         print(f"minihash {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"minihash {args.cmd}: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

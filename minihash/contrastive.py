@@ -30,8 +30,6 @@ def similarity_matrix(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
 
     Returns:
         (B1, B2) cosine similarities in [-1, 1].
-
-    Notebook: 05_contrastive_learning.ipynb
     """
     return F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T
 
@@ -80,8 +78,6 @@ def top1_accuracy(z1: torch.Tensor, z2: torch.Tensor) -> float:
 
     Returns:
         Accuracy in [0, 1].
-
-    Notebook: 05_contrastive_learning.ipynb
     """
     nearest = similarity_matrix(z1, z2).argmax(dim=1)  # (B,)
     return (nearest == torch.arange(len(z1), device=nearest.device)).float().mean().item()

@@ -6,24 +6,19 @@ robust audio embeddings and balanced hash codes for query-by-example" (ICASSP
 full-band 100 ms patches, each patch becomes a token, a pre-norm transformer
 lets the tokens attend to each other, and two heads read the pooled result: an
 embedding head (L2-normalised, for re-ranking) and a hash head (K logits, whose
-signs are the K-bit code of the hash table). The baseline `ConvEncoder` is the
-Neural Audio Fingerprint of Chang et al. (ICASSP 2021, arXiv 2010.11910):
-separable 1x3 / 3x1 convolutions and a split ("divide and encode") projection.
-Both take raw 8 kHz windows and own their log-mel front end, so any model file
-is self-contained: the config in its JSON says how to hear.
+signs are the K-bit code of the hash table). `Encoder` is what every minihash
+encoder shares, the baseline CNN of Chang et al. 2021 (`nafp.ConvEncoder`) too:
+both take raw 8 kHz windows and own their log-mel front end, so any model file
+is self-contained: the config in its JSON says how to hear (`modelfile`).
 
 Notebook: 04_patch_transformer.ipynb
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +26,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .errors import FormatError
 from .audio import segment
 from .spectrogram import LogMel, MelConfig
 
@@ -115,7 +109,9 @@ def normalize_window(S: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return d / (var.sqrt() + eps)  # two passes of sums: ~50x faster on a CPU than torch's std kernel
 
 
-# ---- the transformer (Singh et al. 2023)
+# ----------------------------------------------------------------------------
+# the transformer (Singh et al. 2023)
+
 
 class PatchEmbed(nn.Module):
     """Full-band time patches to tokens: (B, n_mels, frames) -> (B, N, width).
@@ -236,7 +232,6 @@ class Encoder(nn.Module):
             return np.zeros((0, self.cfg.emb_dim), np.float32), np.zeros((0, self.cfg.K), np.float32)
         return np.concatenate(embs), np.concatenate(logits)
 
-
     def slices_mel(self, hop_s: float) -> bool:
         """Whether windows `hop_s` apart can be cut from one log-mel of the whole signal: the front
         end's hop (10 ms for the transformer, 32 ms for the NAFP-style CNN) must divide `hop_s`."""
@@ -288,7 +283,7 @@ class Encoder(nn.Module):
     def model_id(self) -> str:
         """A short id of the weights: an index remembers it, so that it is never queried with another model."""
         h = hashlib.sha256()
-        for k, v in sorted(_weights(self).items()):
+        for k, v in sorted(stored_weights(self).items()):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
@@ -334,199 +329,14 @@ class Fingerprinter(Encoder):
         return self.encode_mel(S, return_attn=True)[2]
 
 
-# ---- the CNN baseline (Chang et al. 2021)
-
-class SepConv(nn.Module):
-    """NAFP block: a 1x3 convolution along time, then 3x1 along frequency, each followed by ELU and a
-    layer norm over (C, F, T) (GroupNorm with one group: NAFP's layer_norm2d, with per-channel affine)."""
-
-    def __init__(self, c_in: int, c_out: int, stride_t: int, stride_f: int = 2):
-        super().__init__()
-        self.conv_t = nn.Conv2d(c_in, c_out, (1, 3), stride=(1, stride_t), padding=(0, 1))
-        self.norm_t = nn.GroupNorm(1, c_out)
-        self.conv_f = nn.Conv2d(c_out, c_out, (3, 1), stride=(stride_f, 1), padding=(1, 0))
-        self.norm_f = nn.GroupNorm(1, c_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, T) -> (B, C', ceil(F/2), ceil(T/s))
-        x = self.norm_t(F.elu(self.conv_t(x)))
-        return self.norm_f(F.elu(self.conv_f(x)))
+# ----------------------------------------------------------------------------
+# parameters
 
 
-class ConvEncoder(Encoder):
-    """The NAFP-style CNN with minihash's interface: 8 separable blocks take NAFP's 256 x 32
-    image to 1 x 1 x 1024; each of the emb_dim slices of 1024 / emb_dim channels gets its own
-    small MLP (Linear -> ELU -> Linear to one number: "divide and encode"), then L2 norm.
-    The hash head is the same linear map to K logits as the transformer's.
-
-    Notebook: 04_patch_transformer.ipynb
-    """
-
-    TIME_STRIDES = (2, 2, 2, 2, 1, 2, 1, 2)  # NAFP's; frequency is halved by every block
-
-    def __init__(self, cfg: ModelConfig, hidden: int = 32):
-        super().__init__(cfg)
-        chans = [cfg.width << (i // 2) for i in range(cfg.depth)]  # d, d, 2d, 2d, 4d, 4d, 8d, 8d
-        self.convs = nn.Sequential(*(SepConv(c_in, c, s) for c_in, c, s in
-                                     zip([1] + chans[:-1], chans, self.TIME_STRIDES)))
-        h, q = chans[-1], cfg.emb_dim
-        # grouped 1x1 convolutions = q independent MLPs, one per consecutive slice of h / q channels
-        self.split_head = nn.Sequential(nn.Conv1d(h, q * hidden, 1, groups=q), nn.ELU(),
-                                        nn.Conv1d(q * hidden, q, 1, groups=q))
-        self.hash_head = nn.Linear(h, cfg.K)
-
-    def encode_mel(self, S: torch.Tensor):
-        """(B, n_mels, frames) log-mel -> (emb (B, emb_dim), logits (B, K))."""
-        x = self.convs(normalize_window(S).unsqueeze(1))  # (B, h, F', T'): 1 x 1 for NAFP's input
-        h = x.mean(dim=(2, 3))  # (B, h); NAFP flattens, the same when F' = T' = 1
-        emb = F.normalize(self.split_head(h.unsqueeze(-1)).squeeze(-1), dim=-1)  # (B, emb_dim)
-        return emb, self.hash_head(h)
-
-
-def build_model(cfg: ModelConfig) -> Encoder:
-    """The encoder that `cfg.arch` names: `Fingerprinter` or `ConvEncoder`."""
-    return Fingerprinter(cfg) if cfg.arch == "transformer" else ConvEncoder(cfg)
+def stored_weights(model: nn.Module) -> dict:
+    """The state dict a model file stores: the mel filterbank and window are rebuilt from the config, so not them."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("frontend.")}
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-# ---- model files
-
-FORMAT = "minihash-model"
-FORMAT_VERSION = 1
-SHIPPED = Path(__file__).parent / "models" / "small.safetensors"
-
-
-def _weights(model: nn.Module) -> dict:
-    # the mel filterbank and window are rebuilt from the config, so they are not stored
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("frontend.")}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def save_model(model: Encoder, path, extra: dict | None = None) -> Path:
-    """Write a model file: weights as safetensors, and the JSON beside it.
-
-    Args:
-        model: a `Fingerprinter` or `ConvEncoder`.
-        path: the weights file (`.safetensors`); the config goes to `path.with_suffix('.json')`
-            with the format version, the sha256 and size of the weights and the minihash version.
-        extra: anything JSON-serialisable to keep with it (training settings, validation scores).
-
-    Returns:
-        The weights path. Each file is written under a temporary name and renamed into place,
-        so a crash never leaves a half-written file behind a valid name.
-
-    Notebook: 05_contrastive_learning.ipynb
-    """
-    from safetensors.torch import save_file
-
-    from . import __version__
-
-    path = Path(path)
-    if path.suffix == ".json":
-        raise ValueError(f"{path}: give the weights path (.safetensors); the .json is written beside it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmps = [tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp") for _ in range(2)]
-    for fd, _ in tmps:
-        os.close(fd)
-    (_, tmp_w), (_, tmp_j) = tmps
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in _weights(model).items()}, tmp_w)
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "minihash_version": __version__,
-                "config": model.cfg.to_dict(), "sha256": _sha256(Path(tmp_w)), "size": os.path.getsize(tmp_w),
-                "parameters": count_parameters(model), **({"extra": extra} if extra else {})}
-        Path(tmp_j).write_text(json.dumps(meta, indent=2))
-        for tmp in (tmp_w, tmp_j):
-            os.chmod(tmp, 0o644)  # mkstemp makes files private; a model file is for everyone to read
-        os.replace(tmp_w, path)  # weights first: a crash in between leaves a detectable checksum mismatch
-        os.replace(tmp_j, path.with_suffix(".json"))
-    finally:
-        for _, tmp in tmps:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    return path
-
-
-def _read_meta(path: Path) -> dict:
-    """The JSON beside the weights, checked against the weights file's size and checksum."""
-    if not path.is_file():
-        raise FormatError(path, "no such model file")
-    jpath = path.with_suffix(".json")
-    try:
-        meta = json.loads(jpath.read_text())
-    except FileNotFoundError:
-        raise FormatError(path, f"its config file {jpath.name} is missing (save_model writes both)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(jpath, f"config file is not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise FormatError(jpath, f"not a minihash model config (format tag is not {FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise FormatError(jpath, f"model format version {meta.get('format_version')!r}, this minihash reads "
-                                 f"version {FORMAT_VERSION}: retrain or re-save the model with this version")
-    size, saved = path.stat().st_size, meta.get("size")
-    if isinstance(saved, int) and size < saved:
-        raise FormatError(path, f"truncated: {size} of {saved} bytes")
-    if meta.get("sha256") != _sha256(path):
-        raise FormatError(path, "checksum mismatch: the weights were modified or corrupted after saving")
-    return meta
-
-
-def load_model(path=None, map_location="cpu") -> Encoder:
-    """Load a model saved by `save_model`.
-
-    Args:
-        path: the `.safetensors` file (its `.json` beside it); None loads the shipped
-            `minihash/models/small.safetensors`.
-        map_location: device to load onto.
-
-    Returns:
-        The model, in eval mode.
-
-    Raises:
-        FormatError: missing, truncated, tampered (checksum), foreign (not safetensors, a pickle,
-            wrong keys or shapes) or of another format version, with the reason. Weights are read
-            with safetensors only: a file is never unpickled.
-
-    Notebook: 08_search.ipynb
-    """
-    from safetensors.torch import load_file
-
-    if path is None and not SHIPPED.is_file():
-        raise FormatError(SHIPPED, "the shipped model is missing: train it with `minihash train --preset small "
-                                   "-o minihash/models/small.safetensors`, or pass the path of a model file")
-    path = Path(SHIPPED if path is None else path)
-    meta = _read_meta(path)
-    try:
-        W = load_file(str(path), device=str(map_location))
-    except Exception as e:  # safetensors raises its own error type for every malformed header
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head == b"PK" or head[:1] == b"\x80":  # torch.save's zip, or a bare pickle
-            raise FormatError(path, "a pickled PyTorch checkpoint, not safetensors: minihash never unpickles "
-                                    "files (unsafe); convert it with save_model") from None
-        raise FormatError(path, f"not a safetensors file ({e})") from None
-    try:
-        model = build_model(ModelConfig.from_dict(meta["config"]))
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        raise FormatError(path.with_suffix(".json"), f"invalid model config ({e})") from None
-    want = _weights(model)
-    missing, unexpected = sorted(want.keys() - W.keys()), sorted(W.keys() - want.keys())
-    if missing or unexpected:
-        raise FormatError(path, f"wrong keys for a {model.cfg.arch} model: missing {missing[:3]}, unexpected "
-                                f"{unexpected[:3]} ({len(missing)} and {len(unexpected)} in all)")
-    for k, v in W.items():
-        if v.shape != want[k].shape or v.dtype != want[k].dtype:
-            raise FormatError(path, f"wrong shape for {k}: {tuple(v.shape)} {v.dtype} in the file, the config "
-                                    f"needs {tuple(want[k].shape)} {want[k].dtype}")
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise FormatError(path, f"non-finite values in {k}")
-    model.load_state_dict(W, strict=False)  # strict on everything but the rebuilt front end, checked above
-    return model.to(map_location).eval()

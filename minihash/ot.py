@@ -39,8 +39,9 @@ Measured on one CPU thread, B = 512, K = 16: 7 ms per assignment (3 iterations,
 exp domain; float32 is safe for eps > 1/80, float64 is used below that), where
 the full matrix costs about 0.3 s to build and 0.35 s per log-domain iteration.
 
-Codes are integers with bit k set where logit k > 0 (`sign_codes`);
-`bucket_stats` measures how evenly they fill the 2^K buckets.
+Codes are integers with bit k set where logit k > 0 (`sign_codes`, and
+`pack_codes`, the same codes stored unsigned for the hash tables of
+`minihash.search`); `bucket_stats` measures how evenly they fill the 2^K buckets.
 
 Notebook: 06_optimal_transport.ipynb
 """
@@ -51,6 +52,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .contrastive import nt_xent
 
 MAX_BITS = 24  # balanced_assignment holds 2^K column potentials and does 2 B 2^K work per iteration
 
@@ -127,6 +130,25 @@ def sign_codes(logits):
     if isinstance(logits, np.ndarray):
         return ((logits > 0).astype(np.int64) << np.arange(K, dtype=np.int64)).sum(-1)
     return ((logits > 0).long() << torch.arange(K, device=logits.device)).sum(-1)
+
+
+def pack_codes(logits: np.ndarray) -> np.ndarray:
+    """The codes of `sign_codes`, in the unsigned type a hash table stores: bit k set where logit k > 0.
+
+    Args:
+        logits: (N, K) floats, K <= 64.
+
+    Returns:
+        (N,) uint32 codes for K <= 32, uint64 otherwise.
+
+    Notebook: 08_search.ipynb
+    """
+    logits = np.asarray(logits)
+    K = logits.shape[1]
+    if K > 64:
+        raise ValueError(f"at most 64 bits fit a code, got K={K}")
+    # at K = 64 bit 63 is the sign bit of int64: the cast to uint64 keeps the bits
+    return sign_codes(logits).astype(np.uint32 if K <= 32 else np.uint64)
 
 
 def code_bits(codes, K: int):
@@ -346,11 +368,7 @@ def overhead_benchmark(B: int = 512, K: int = 16, D: int = 128, n_rep: int = 5, 
     Returns:
         dict of ms per step: `nt_xent` (embeddings (B, D)), `ot_hash_loss`,
         `sign_hash_loss` (logits (B, K)), and `balanced_assignment` alone (one view).
-
-    Notebook: 06_optimal_transport.ipynb
     """
-    from .contrastive import nt_xent
-
     gen = torch.Generator().manual_seed(seed)
     z1, z2 = (torch.randn(B, D, generator=gen).to(device).requires_grad_() for _ in range(2))
     l1, l2 = (torch.randn(B, K, generator=gen).to(device).requires_grad_() for _ in range(2))

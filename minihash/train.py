@@ -1,13 +1,11 @@
-"""Training: a plain loop that knows nothing of the model, and the fingerprinting objective.
+"""Training: a plain loop that knows nothing of the model.
 
 The `Trainer` follows minGPT's trainer: it is handed a model, a loss function
 `loss_fn(model, batch) -> (loss, logs)` and an endless iterator of batches, and
 does only the mechanics: AdamW, linear warm-up then cosine decay, gradient
-clipping, a tqdm bar, periodic validation, checkpoints and resume. The
-objective of Singh et al. 2023 (arXiv 2211.11060) lives below it: NT-Xent on the
-embeddings of a clean window and its distorted replica, plus the OT hash loss
-that spreads the batch evenly over the 2^K codes (or, for the unbalanced
-baseline, a loss that only asks the two views' bits to agree).
+clipping, a tqdm bar, periodic validation, checkpoints and resume. What it is
+handed for a fingerprinter (the objective of Singh et al. 2023, the data, the
+validation) is the recipe, in `recipe`.
 
 Notebook: 05_contrastive_learning.ipynb
 """
@@ -16,16 +14,15 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .contrastive import nt_xent, top1_accuracy
 from .errors import FormatError
-from .ot import bucket_stats, ot_hash_loss, sign_codes, sign_hash_loss
+from .files import temp_name
 
 
 @dataclass
@@ -98,8 +95,6 @@ class Trainer:
             self.load_checkpoint(cfg.ckpt)
 
     def run(self) -> "Trainer":
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step", disable=not cfg.progress)
         self.model.train()
@@ -135,8 +130,6 @@ class Trainer:
         self.model.train()
         self.val_history.append(metrics)
         if self.cfg.progress:
-            from tqdm.auto import tqdm
-
             tqdm.write("validation " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                  for k, v in metrics.items()))
         return metrics
@@ -148,9 +141,12 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                  "history": self.history, "val_history": self.val_history, "cfg": asdict(self.cfg)}
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # a checkpoint is never half written
+        tmp = temp_name(path)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)  # a checkpoint is never half written
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def load_checkpoint(self, path) -> None:
         try:
@@ -162,159 +158,3 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
         self.val_history = list(state.get("val_history", []))
-
-
-# ----------------------------------------------------------------------------
-# the objective: contrastive embeddings + balanced (or plain) hash codes
-
-
-@dataclass
-class LossConfig:
-    tau: float = 0.1  # NT-Xent temperature
-    hash: str = "ot"  # "ot": Sinkhorn-balanced codes; "sign": the unbalanced baseline; "none"
-    hash_weight: float = 0.5  # the hash loss sums K per-bit cross-entropies
-    ot_eps: float = 0.1  # per bit: a bit of confidence |tanh(l / tau)| = eps moves its target by 2 nats
-    ot_tau: float = 1.0  # scales the logits inside the hash losses (OT and sign alike)
-    ot_iters: int = 3
-
-
-def fingerprint_loss(model, batch, cfg: LossConfig = LossConfig()):
-    """The training objective for a (clean, distorted) batch.
-
-    Args:
-        model: maps (B, T) windows to (emb (B, D), logits (B, K)).
-        batch: (clean (B, T), distorted (B, T)).
-        cfg: weights and temperatures.
-
-    Returns:
-        (loss, logs) with logs holding the parts of the loss and the in-batch top-1.
-    """
-    clean, noisy = batch
-    e, l = model(torch.cat([clean, noisy]))  # (2B, D), (2B, K)
-    B = clean.shape[0]
-    e1, e2, l1, l2 = e[:B], e[B:], l[:B], l[B:]
-    L_con = nt_xent(e1, e2, cfg.tau)
-    if cfg.hash == "ot":
-        # balanced_assignment's cost is the mean agreement <v, h> / K: per-bit eps over K keeps
-        # the targets of confident bits sharp at any K (eps = 0.05 on the mean leaves them near 0.5)
-        K = l1.shape[1]
-        L_hash = ot_hash_loss(l1, l2, eps=cfg.ot_eps / K, tau=cfg.ot_tau, n_iter=cfg.ot_iters)
-    elif cfg.hash == "sign":
-        L_hash = sign_hash_loss(l1, l2, tau=cfg.ot_tau)
-    elif cfg.hash == "none":
-        L_hash = torch.zeros((), device=e.device)
-    else:
-        raise ValueError(f"hash must be 'ot', 'sign' or 'none', got {cfg.hash!r}")
-    with torch.no_grad():
-        acc = float(top1_accuracy(e1, e2))
-        bits_agree = float(((l1 > 0) == (l2 > 0)).float().mean())
-    return L_con + cfg.hash_weight * L_hash, {"contrastive": L_con.item(), "hash": L_hash.item(),
-                                              "batch_top1": acc, "bits_agree": bits_agree}
-
-
-def make_validator(clean: torch.Tensor, distorted: torch.Tensor, batch_size: int = 512):
-    """Validation on held-out windows: top-1 retrieval of each distorted window among
-    all clean ones, share of codes that survive the distortion, and bucket balance.
-
-    Args:
-        clean: (N, T) held-out clean windows (from tracks never trained on).
-        distorted: (N, T) their distorted replicas (fixed, so numbers are comparable).
-        batch_size: windows per forward pass.
-
-    Returns:
-        `validate(model) -> dict` for the `Trainer`.
-    """
-    def embed(model, X):
-        dev = next(model.parameters()).device
-        outs = [model(X[i:i + batch_size].to(dev)) for i in range(0, len(X), batch_size)]
-        return torch.cat([o[0] for o in outs]).cpu(), torch.cat([o[1] for o in outs]).cpu()
-
-    def validate(model) -> dict:
-        e1, l1 = embed(model, clean)
-        e2, l2 = embed(model, distorted)
-        K = l1.shape[1]
-        stats = bucket_stats(sign_codes(l1), K)
-        return {"val_top1": float(top1_accuracy(e2, e1)),
-                "code_exact": float(((l1 > 0) == (l2 > 0)).all(1).float().mean()),
-                "entropy": float(stats["entropy_norm"]), "largest_over_mean": float(stats["largest_over_mean"])}
-
-    return validate
-
-
-# ----------------------------------------------------------------------------
-# putting it together: data, distortions, model, trainer (used by `minihash train`)
-
-
-def validation_set(tracks, distorter, n: int = 2000, seed: int = 1234, sr: int = 8000, win_s: float = 1.0):
-    """Fixed held-out (clean, distorted) windows at random continuous positions.
-
-    Args:
-        tracks: list of (T,) arrays never trained on.
-        distorter: the distortion chain (called with a seeded generator).
-        n: number of windows.
-
-    Returns:
-        (clean (n, W), distorted (n, W)) tensors.
-    """
-    from .data import random_windows
-
-    g = torch.Generator().manual_seed(seed)
-    clean = random_windows(tracks, n, win_s=win_s, sr=sr, seed=seed)  # (n, W)
-    return clean, torch.cat([distorter(clean[i:i + 256], generator=g) for i in range(0, n, 256)])
-
-
-def train_command(args) -> int:
-    """`minihash train`: see `minihash train --help`."""
-    from . import data
-    from .distort import DistortConfig, Distorter
-    from .encoder import ModelConfig, build_model, count_parameters, save_model
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tracks = []
-    if args.synth:
-        tracks += data.synth_tracks(args.synth, args.synth_seconds, seed=0)
-    for d in args.music:
-        tracks += data.AudioFolder(d).tracks
-    val_tracks = [t for d in args.val_music for t in data.AudioFolder(d).tracks]
-    if not val_tracks:  # hold out procedural tracks the training set does not contain
-        val_tracks = data.synth_tracks(20, args.synth_seconds, seed=10_000)
-    if not tracks:
-        raise SystemExit("minihash train: no training audio: use --synth N and/or --music DIR")
-    noise = data.training_noise(args.noise, args.speech, split="train")
-    rirs = data.load_rirs(args.rirs) if args.rirs else None
-    if not 0.0 <= args.band <= 1.0:
-        raise SystemExit(f"minihash train: --band is a share of training pairs, between 0 and 1, got {args.band}")
-    dcfg = DistortConfig(snr_db=tuple(args.snr), p_band=args.band)
-    distorter = Distorter(dcfg, noise, rirs)
-    val_noise = data.training_noise(args.noise, args.speech, split="eval")
-    val_distorter = Distorter(dcfg, val_noise, None, seed=1)  # rooms and noise not seen in training
-
-    cfg = ModelConfig.preset(args.preset)
-    front = {k: v for k, v in (("n_mels", args.mels), ("n_fft", args.n_fft)) if v is not None}
-    if front:  # another front end for the same network (the patch embedding adapts to it)
-        cfg = replace(cfg, mel=replace(cfg.mel, **front))
-    model = build_model(cfg)
-    hours = sum(len(t) for t in tracks) / 8000 / 3600
-    print(f"training {args.preset} ({count_parameters(model) / 1e6:.2f} M parameters, hash={args.hash}) on "
-          f"{len(tracks)} tracks ({hours:.1f} h), {len(noise)} noise sources, "
-          f"{'synthetic rooms' if rirs is None else f'{len(rirs)} RIRs'}; {args.steps} steps of batch {args.batch}")
-    batches = iter(data.make_loader(tracks, distorter, args.batch, num_workers=args.workers, seed=args.seed))
-    clean, noisy = validation_set(val_tracks, val_distorter, n=2000)
-    tcfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, threads=args.threads, seed=args.seed,
-                       ckpt=args.ckpt or str(args.out) + ".ckpt")
-    lcfg = LossConfig(hash=args.hash)
-    t0 = time.time()
-    trainer = Trainer(model, lambda m, b: fingerprint_loss(m, b, lcfg), batches, tcfg,
-                      validate=make_validator(clean, noisy))
-    start = trainer.step  # > 0 when resumed from the checkpoint
-    trainer.run()
-    final = trainer.val_history[-1] if trainer.val_history else trainer.run_validation()
-    save_model(model.cpu(), args.out, extra={"train": {
-        "preset": args.preset, **({"front_end": front} if front else {}), "hash": args.hash, "steps": args.steps, "batch": args.batch, "lr": args.lr,
-        "tracks": len(tracks), "hours": round(hours, 2), "snr_db": list(args.snr), "band": args.band,
-        "music": list(args.music), "noise": list(args.noise), "speech": list(args.speech), "synth": args.synth, "wall_s": round(time.time() - t0, 1),
-        "step_s": round(sum(h.get("sec", 0.0) for h in trainer.history), 1),  # every step, earlier runs included
-        **({"resumed_from_step": start} if start else {}), "validation": final}})
-    print(f"wrote {args.out}: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items() if isinstance(v, float)))
-    return 0

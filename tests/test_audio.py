@@ -5,7 +5,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from minihash import AudioError
-from minihash.audio import SR, find_audio, load, load_folder, segment
+from minihash.audio import SR, AudioFolder, decoded_path, find_audio, load, load_folder, segment
 
 
 def tone(seconds=2.0, sr=SR, f=440.0):
@@ -76,6 +76,51 @@ def test_load_folder_skips_and_reports(tmp_path):
     assert [p.name for p in find_audio(tmp_path)] == ["corrupt.ogg", "empty.wav", "notes.wav", "good.wav"]
 
 
+# ----------------------------------------------------------------------------
+# AudioFolder: the one folder loader
+
+
+def test_audio_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "music"
+    (root / "sub").mkdir(parents=True)
+    good = 0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * SR) / SR).astype(np.float32)
+    sf.write(root / "good.wav", good, SR)
+    (root / "sub" / "copy.wav").write_bytes((root / "good.wav").read_bytes())
+    sf.write(root / "b.flac", 0.2 * rng.standard_normal(3 * 16000).astype(np.float32), 16000)
+    (root / "corrupt.wav").write_bytes(rng.bytes(4000))
+    (root / "empty.wav").write_bytes(b"")
+    (root / "text.wav").write_text("this is not audio\n" * 50)
+    (root / "notes.txt").write_text("not listed: not an audio extension")
+
+    af = AudioFolder(root, progress=False)
+    assert af.names == ["b.flac", "good.wav"]
+    assert len(af) == 2 and len(af.tracks) == 2
+    assert af[1].shape == (2 * SR,) and af[0].shape == (3 * SR,)  # the flac is resampled to 8 kHz
+    np.testing.assert_allclose(af[1], good, atol=1e-4)
+    assert af.duplicates == [("sub/copy.wav", "good.wav")]
+    assert sorted(name for name, _ in af.errors) == ["corrupt.wav", "empty.wav", "text.wav"]
+    assert all(reason for _, reason in af.errors)
+    text = af.summary()
+    assert "2 tracks" in text and "corrupt.wav" in text and "sub/copy.wav" in text and "empty" in text
+
+
+def test_load_folder_lists_a_copy_as_skipped(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(), SR)
+    (tmp_path / "b.wav").write_bytes((tmp_path / "a.wav").read_bytes())
+    tracks, errors = load_folder(tmp_path, progress=False)
+    assert list(tracks) == ["a.wav"] and errors == [("b.wav", "same bytes as a.wav")]
+
+
+def test_a_lazy_folder_reads_in_stream_only(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(), SR)
+    (tmp_path / "bad.wav").write_bytes(b"")
+    folder = AudioFolder(tmp_path, progress=False, lazy=True)
+    assert [name for name, _ in folder.files] == ["a.wav", "bad.wav"] and len(folder) == 0 and not folder.errors
+    assert [name for name, _ in folder.stream()] == ["a.wav"]
+    assert [name for name, _ in folder.errors] == ["bad.wav"]
+
+
 def test_segment_matches_naive_loop():
     x = np.random.default_rng(1).standard_normal(int(3.37 * SR)).astype(np.float32)
     w, starts = segment(x, win_s=1.0, hop_s=0.1)
@@ -95,3 +140,42 @@ def test_segment_pads_short_input_and_accepts_torch():
     assert isinstance(wt, torch.Tensor) and wt.shape == (3, SR)
     with pytest.raises(ValueError):
         segment(np.ones((2, SR)))
+
+
+# ---- the decode cache
+
+
+def test_second_load_comes_from_the_decode_cache(tmp_path, monkeypatch):
+    p = tmp_path / "a.flac"
+    sf.write(p, tone(), SR, format="FLAC")
+    first = load(p)
+    monkeypatch.setattr(sf, "read", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("decoded twice")))
+    np.testing.assert_array_equal(load(p), first)  # from the cache: soundfile is not called again
+    with pytest.raises(AudioError, match="decoded twice"):
+        load(p, cache=False)
+
+
+def test_an_edited_file_is_decoded_again(tmp_path):
+    p = tmp_path / "a.wav"
+    sf.write(p, tone(f=440.0), SR)
+    load(p)
+    sf.write(p, tone(seconds=3.0, f=880.0), SR)  # new size and mtime: a new key
+    np.testing.assert_allclose(load(p), tone(seconds=3.0, f=880.0), atol=1e-4)
+
+
+def test_a_corrupt_cache_file_is_ignored_and_rewritten(tmp_path):
+    p = tmp_path / "a.wav"
+    sf.write(p, tone(), SR)
+    x = load(p)
+    f = decoded_path(p)
+    f.write_bytes(f.read_bytes()[:100])  # truncated
+    np.testing.assert_array_equal(load(p), x)
+    np.testing.assert_array_equal(np.load(f), x)  # written again, whole
+
+
+def test_cached_audio_is_checked_like_decoded_audio(tmp_path):
+    p = tmp_path / "short.wav"
+    sf.write(p, tone(seconds=1.0), SR)
+    load(p)
+    with pytest.raises(AudioError, match="too short"):
+        load(p, min_s=2.0)  # the cache holds the samples; the checks run on every load

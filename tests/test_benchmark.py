@@ -1,20 +1,20 @@
-"""Tests of minihash.benchmark on a tiny configuration: a randomly initialised tiny model, databases
+"""Tests of minihash.bench on a tiny configuration: a randomly initialised tiny model, databases
 of a few hundred windows, ten queries. References: the model's own fingerprints of each track, the
 SNR measured against the clean excerpt, `ot.bucket_stats` on the codes, and hand-made result
 tables whose verdicts are known."""
-import argparse
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from minihash import benchmark as B
-from minihash import data
+from minihash import bench as B
 from minihash.audio import SR
-from minihash.encoder import ModelConfig, build_model
-from minihash.index import pack_codes
-from minihash.ot import bucket_stats
+from minihash.cli import bench_config, build_parser
+from minihash.corpus import music
+from minihash.encoder import ModelConfig
+from minihash.modelfile import build_model
+from minihash.ot import bucket_stats, pack_codes
 
 CFG = B.BenchConfig(sizes=(100, 250), n_queries=10, query_s=3.0, methods=("hash", "sign", "lsh", "exhaustive"),
                     probes=(1, 4), lsh_tables=(1,), track_s=6.0)  # 51 windows a track: 2 and 5 tracks
@@ -72,16 +72,23 @@ def test_plan_reuses_cached_chunks_and_fills_the_gaps():
 
 def test_queries_are_seeded_continuous_and_at_the_snr():
     cfg = B.BenchConfig(n_queries=12, query_s=3.0, track_s=6.0, snr_db=7.0)
-    qs, again = B.make_queries(cfg, 3), B.make_queries(cfg, 3)
-    assert all(np.array_equal(a.x, b.x) and a.start_s == b.start_s for a, b in zip(qs, again))
+    (qs, xs), (again, xs_again) = B.make_queries(cfg, 3), B.make_queries(cfg, 3)
+    assert [(q.track, q.start) for q in qs] == [(q.track, q.start) for q in again]
+    assert all(np.array_equal(a, b) for a, b in zip(xs, xs_again))
     n = int(cfg.query_s * SR)
-    for q in qs:
-        assert 0 <= q.track < 3 and 0 <= q.start_s <= cfg.track_s - cfg.query_s and len(q.x) == n
-        clean = data.synth_track(q.track, cfg.track_s, cfg.corpus_seed)[int(round(q.start_s * SR)):][:n]
-        snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((q.x - clean).astype(np.float64) ** 2))
+    for q, x in zip(qs, xs):
+        assert 0 <= q.track < 3 and 0 <= q.start <= (cfg.track_s - cfg.query_s) * SR and len(x) == q.n == n
+        clean = music.synth_track(q.track, cfg.track_s, cfg.corpus_seed)[q.start:q.start + n]
+        snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((x - clean).astype(np.float64) ** 2))
         assert snr == pytest.approx(7.0, abs=0.01)
-    off_grid = [abs(q.start_s * 10 - round(q.start_s * 10)) > 1e-3 for q in qs]
-    assert sum(off_grid) >= 10  # continuous starts, not the DB's 0.1 s grid
+    assert sum(q.start % int(0.1 * SR) != 0 for q in qs) >= 10  # continuous starts, not the DB's 0.1 s grid
+
+
+def test_reverb_changes_the_audio_not_the_draws():
+    cfg = B.BenchConfig(n_queries=6, query_s=3.0, track_s=6.0, snr_db=7.0)
+    (dry, xd), (wet, xw) = B.make_queries(cfg, 3), B.make_queries(replace(cfg, p_reverb=1.0), 3)
+    assert [(q.track, q.start, q.noise, q.room) for q in dry] == [(q.track, q.start, q.noise, q.room) for q in wet]
+    assert not any(np.allclose(a, b) for a, b in zip(xd, xw))
 
 
 # ----------------------------------------------------------------------------
@@ -95,7 +102,7 @@ def test_corpus_cache_equals_direct_fingerprints_and_is_extended_not_redone(tmp_
     n_calls = count_db_calls(monkeypatch, model)
     emb, logits, tids, starts = B.corpus_embeddings({"m": model}, 2, CFG, progress=False, log=lambda *a: None)["m"]
     assert n_calls() == 2
-    e, l, s = reference(data.synth_track(1, CFG.track_s, CFG.corpus_seed), CFG.hop_s)
+    e, l, s = reference(music.synth_track(1, CFG.track_s, CFG.corpus_seed), CFG.hop_s)
     np.testing.assert_array_equal(emb[tids == 1], e.astype(np.float16))
     np.testing.assert_array_equal(logits[tids == 1], l)
     np.testing.assert_allclose(starts[tids == 1], s, atol=1e-6)
@@ -114,11 +121,11 @@ def test_cache_key_follows_the_model_and_the_synthesiser(monkeypatch):
     model = tiny(2)
     key = B.corpus_key(model, CFG)
     assert key == B.corpus_key(model, CFG) and model.model_id in key and key != B.corpus_key(tiny(3), CFG)
-    monkeypatch.setattr(data, "GENERATOR_VERSION", data.GENERATOR_VERSION + 1)
+    monkeypatch.setattr(music, "GENERATOR_VERSION", music.GENERATOR_VERSION + 1)
     assert B.corpus_key(model, CFG) != key
     monkeypatch.undo()
-    real = data.synth_track
-    monkeypatch.setattr(data, "synth_track", lambda *a, **kw: 0.5 * real(*a, **kw))  # changed, version not bumped
+    real = music.synth_track
+    monkeypatch.setattr(music, "synth_track", lambda *a, **kw: 0.5 * real(*a, **kw))  # changed, version not bumped
     assert B.corpus_key(model, CFG) != key
 
 
@@ -172,10 +179,10 @@ def test_report_files(result, tmp_path):
 
 
 def test_command_line_options_reach_the_config():
-    sub = argparse.ArgumentParser().add_subparsers(dest="cmd")
-    B.add_parser(sub)
-    args = sub.choices["bench-search"].parse_args(["--sizes", "10k", "1M", "--quick", "--methods", "hash", "lsh"])
+    args = build_parser().parse_args(["bench-search", "--sizes", "10k", "1M", "--quick", "--methods", "hash", "lsh"])
     assert args.sizes == [10_000, 1_000_000] and args.quick and args.methods == ["hash", "lsh"] and args.queries is None
+    cfg = bench_config(args)
+    assert cfg.sizes == (10_000, 1_000_000) and cfg.n_queries == 200 and cfg.methods == ("hash", "lsh")
 
 
 # ----------------------------------------------------------------------------

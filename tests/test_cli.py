@@ -1,15 +1,21 @@
-"""The command-line contract of DESIGN.md: `minihash index` and `minihash query`, end to end."""
+"""The command-line contract of DESIGN.md (`minihash index` and `minihash query`, end to end) and the package API."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+import minihash
+from minihash import audio, modelfile, search
 from minihash.cli import main
-from minihash.data import synth_tracks
-from minihash.encoder import ModelConfig, build_model, save_model
+from minihash.corpus.music import synth_tracks
+from minihash.encoder import ModelConfig
+from minihash.modelfile import build_model, save_model
+from minihash.search import pipeline
 
 SR = 8000
 
@@ -76,3 +82,11 @@ def test_index_of_a_folder_without_audio(tmp_path, setup):
     (tmp_path / "notes.txt").write_text("no audio here")
     with pytest.raises(SystemExit, match="no audio files"):
         main(["index", str(tmp_path), "-o", str(tmp_path / "idx"), "--model", str(setup[1])])
+
+
+def test_the_package_api_is_there_and_import_minihash_stays_light():
+    assert minihash.load_model is modelfile.load_model and minihash.load_folder is audio.load_folder
+    assert minihash.index_audio is pipeline.index_audio and minihash.query_audio is pipeline.query_audio
+    assert minihash.load_index is search.load_index and "load_model" in dir(minihash)
+    code = "import sys, minihash; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -1,11 +1,15 @@
-"""Tests of minihash.data: the procedural corpus, the noise bank, AudioFolder and training pairs."""
+"""Tests of the embedded corpus (minihash.corpus: songs, their cache, noises, repeats) and training pairs (minihash.pairs)."""
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from scipy import signal
 
-from minihash import data
+from minihash.corpus import music
+from minihash.corpus.music import synth_track, synth_tracks
+from minihash.corpus.noise import NOISE_KINDS, noise_bank
+from minihash.corpus.repeats import cross_track_duplicates, self_repeat_share, window_features
+from minihash.pairs import PairDataset, load_rirs, make_loader, random_windows, training_noise
 from minihash.errors import AudioError
 from minihash.spectrogram import log_mel
 
@@ -29,7 +33,7 @@ def tmp_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def corpus():
-    return data.synth_tracks(12, 10.0, seed=0, cache=False)
+    return synth_tracks(12, 10.0, seed=0, cache=False)
 
 
 # ----------------------------------------------------------------------------
@@ -37,10 +41,10 @@ def corpus():
 
 
 def test_synth_deterministic_and_independent_of_n(corpus):
-    again = data.synth_tracks(5, 10.0, seed=0, cache=False)
+    again = synth_tracks(5, 10.0, seed=0, cache=False)
     for a, b in zip(again, corpus):
         np.testing.assert_array_equal(a, b)
-    other = data.synth_track(0, 10.0, seed=1, cache=False)
+    other = synth_track(0, 10.0, seed=1, cache=False)
     assert not np.allclose(other, corpus[0])
     for x in corpus:
         assert x.dtype == np.float32 and x.shape == (10 * SR,)
@@ -50,16 +54,16 @@ def test_synth_deterministic_and_independent_of_n(corpus):
 
 
 def test_cache_round_trip_and_corrupt_file(corpus, tmp_cache):
-    first = data.synth_tracks(3, 10.0, seed=0)  # generates and writes
+    first = synth_tracks(3, 10.0, seed=0)  # generates and writes
     files = sorted((tmp_cache / "synth").glob("*.npy"))
     assert len(files) == 3
     assert not list((tmp_cache / "synth").glob("*.tmp"))  # atomic writes leave no temp file
     for a, b in zip(first, corpus):
         np.testing.assert_array_equal(a, b)
     # a cached file is what is read back: prove it by planting a valid-looking different track
-    planted = data.synth_track(7, 10.0, seed=0, cache=False)
+    planted = synth_track(7, 10.0, seed=0, cache=False)
     np.save(files[1], planted)
-    np.testing.assert_array_equal(data.synth_track(1, 10.0, seed=0), planted)
+    np.testing.assert_array_equal(synth_track(1, 10.0, seed=0), planted)
     # corrupt files (truncated, garbage bytes, wrong shape, pickled object) are regenerated
     for bad in (files[0].read_bytes()[:100], b"\x93NUMPY garbage", None, "pickle"):
         if bad is None:
@@ -68,8 +72,17 @@ def test_cache_round_trip_and_corrupt_file(corpus, tmp_cache):
             np.save(files[0], np.array([{"a": 1}], dtype=object), allow_pickle=True)
         else:
             files[0].write_bytes(bad)
-        np.testing.assert_array_equal(data.synth_track(0, 10.0, seed=0), corpus[0])
+        np.testing.assert_array_equal(synth_track(0, 10.0, seed=0), corpus[0])
         np.testing.assert_array_equal(np.load(files[0]), corpus[0])  # and rewritten
+
+
+def test_a_cache_that_cannot_be_written_only_costs_time(corpus, tmp_cache, monkeypatch):
+    def refuse(path, a):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(music, "save_npy", refuse)  # a read-only cache folder
+    np.testing.assert_array_equal(synth_track(0, 10.0, seed=0), corpus[0])
+    assert not list(tmp_cache.rglob("*.npy"))
 
 
 def _frame_windows(x):
@@ -82,7 +95,7 @@ def _frame_windows(x):
 
 @pytest.fixture(scope="module")
 def songs():
-    return data.synth_tracks(12, 30.0, seed=0, cache=False)
+    return synth_tracks(12, 30.0, seed=0, cache=False)
 
 
 def test_sections_repeat_within_tracks(songs):
@@ -103,12 +116,12 @@ def test_sections_repeat_within_tracks(songs):
 def test_repeats_are_near_duplicates_not_copies(songs):
     # most repeats are played again (new timing, dynamics, ornaments): 15-30 % of windows recur
     # sample for sample on 40 tracks; a dozen are lumpier (one looped track weighs 8 %)
-    share = data.self_repeat_share(songs)
+    share = self_repeat_share(songs)
     assert 0.1 <= share <= 0.4, share
     # the measure can fail: a track that is one section looped recurs everywhere
     loop = np.tile(songs[0][SR: 4 * SR], 4)  # (12 s,)
-    assert data.self_repeat_share([loop]) == 1.0
-    assert data.self_repeat_share([loop], min_gap_s=7.0) == pytest.approx(10 / 23)  # 9 s apart: 0-2 s and 9-11 s
+    assert self_repeat_share([loop]) == 1.0
+    assert self_repeat_share([loop], min_gap_s=7.0) == pytest.approx(10 / 23)  # 9 s apart: 0-2 s and 9-11 s
 
 
 def test_self_repeat_share_matches_naive_loop():
@@ -129,21 +142,21 @@ def test_self_repeat_share_matches_naive_loop():
                 far = np.abs(np.arange(len(views)) - s) >= gap * sr
                 ncc = views[far] @ w / (np.linalg.norm(w) * np.linalg.norm(views[far], axis=1) + 1e-9)
                 found, total = found + (ncc.max(initial=-1.0) >= thr), total + 1
-        assert data.self_repeat_share(tracks, sr=sr, threshold=thr, min_gap_s=gap) == pytest.approx(found / total)
-    assert data.self_repeat_share(tracks, sr=sr) == pytest.approx(6 / 30)  # 2-3 s and 9-10 s, of 30 loud windows
+        assert self_repeat_share(tracks, sr=sr, threshold=thr, min_gap_s=gap) == pytest.approx(found / total)
+    assert self_repeat_share(tracks, sr=sr) == pytest.approx(6 / 30)  # 2-3 s and 9-10 s, of 30 loud windows
 
 
 def test_tracks_are_not_copies_of_each_other(corpus):
-    share = data.cross_track_duplicates(corpus)
+    share = cross_track_duplicates(corpus)
     assert share < 0.01
     # the measure can fail: a corpus holding a copy (here gain-changed) is caught
-    dup = data.cross_track_duplicates(corpus[:3] + [0.5 * corpus[1]])
+    dup = cross_track_duplicates(corpus[:3] + [0.5 * corpus[1]])
     assert dup > 0.45
 
 
 def test_cross_track_duplicates_matches_naive_loop(corpus):
     tracks = [x[: 4 * SR] for x in corpus[:4]] + [np.roll(corpus[0][: 4 * SR], 2000)]
-    feats = [data.window_features(x) for x in tracks]
+    feats = [window_features(x) for x in tracks]
     best = []
     for i, Fi in enumerate(feats):
         for f in Fi:
@@ -151,7 +164,7 @@ def test_cross_track_duplicates_matches_naive_loop(corpus):
             best.append(max(others))
     for thr in (0.5, 0.8, 0.95):
         expect = np.mean(np.array(best) > thr)
-        assert data.cross_track_duplicates(tracks, threshold=thr, block=7) == pytest.approx(expect, abs=1e-6)
+        assert cross_track_duplicates(tracks, threshold=thr, block=7) == pytest.approx(expect, abs=1e-6)
 
 
 # ----------------------------------------------------------------------------
@@ -160,7 +173,7 @@ def test_cross_track_duplicates_matches_naive_loop(corpus):
 
 @pytest.fixture(scope="module")
 def bank():
-    return data.noise_bank(8.0, seed=0)
+    return noise_bank(8.0, seed=0)
 
 
 def _slope_db_per_octave(x):
@@ -170,8 +183,8 @@ def _slope_db_per_octave(x):
 
 
 def test_noise_bank_kinds_and_determinism(bank):
-    assert set(bank) == set(data.NOISE_KINDS) == {"pink", "brown", "babble", "traffic", "rain", "clicks", "hum"}
-    again, other = data.noise_bank(8.0, seed=0), data.noise_bank(8.0, seed=1)
+    assert set(bank) == set(NOISE_KINDS) == {"pink", "brown", "babble", "traffic", "rain", "clicks", "hum"}
+    again, other = noise_bank(8.0, seed=0), noise_bank(8.0, seed=1)
     for k, x in bank.items():
         assert x.dtype == np.float32 and x.shape == (8 * SR,)
         assert np.isfinite(x).all() and np.sqrt(np.mean(x ** 2)) > 5e-3
@@ -183,7 +196,7 @@ def test_noise_spectral_shapes(bank):
     assert _slope_db_per_octave(bank["pink"]) == pytest.approx(-3.01, abs=0.4)
     assert _slope_db_per_octave(bank["brown"]) == pytest.approx(-6.02, abs=0.4)
     for seed in (0, 1, 2, 3):
-        hum = data.noise_bank(4.0, seed=seed)["hum"]
+        hum = noise_bank(4.0, seed=seed)["hum"]
         f, P = signal.welch(hum, fs=SR, nperseg=8192)
         peak = f[np.argmax(P)]
         assert min(abs(peak - 50), abs(peak - 60)) < 1.5, peak
@@ -191,35 +204,6 @@ def test_noise_spectral_shapes(bank):
     for k, lo, hi in (("traffic", 0, 500), ("babble", 100, 3000), ("rain", 400, 3600)):
         f, P = signal.welch(bank[k], fs=SR, nperseg=2048)
         assert P[(f >= lo) & (f <= hi)].sum() > 0.7 * P.sum(), k
-
-
-# ----------------------------------------------------------------------------
-# AudioFolder
-
-
-def test_audio_folder(tmp_path):
-    rng = np.random.default_rng(0)
-    root = tmp_path / "music"
-    (root / "sub").mkdir(parents=True)
-    good = 0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * SR) / SR).astype(np.float32)
-    sf.write(root / "good.wav", good, SR)
-    (root / "sub" / "copy.wav").write_bytes((root / "good.wav").read_bytes())
-    sf.write(root / "b.flac", 0.2 * rng.standard_normal(3 * 16000).astype(np.float32), 16000)
-    (root / "corrupt.wav").write_bytes(rng.bytes(4000))
-    (root / "empty.wav").write_bytes(b"")
-    (root / "text.wav").write_text("this is not audio\n" * 50)
-    (root / "notes.txt").write_text("not listed: not an audio extension")
-
-    af = data.AudioFolder(root, progress=False)
-    assert af.names == ["b.flac", "good.wav"]
-    assert len(af) == 2 and len(af.tracks) == 2
-    assert af[1].shape == (2 * SR,) and af[0].shape == (3 * SR,)  # the flac is resampled to 8 kHz
-    np.testing.assert_allclose(af[1], good, atol=1e-4)
-    assert af.duplicates == [("sub/copy.wav", "good.wav")]
-    assert sorted(name for name, _ in af.errors) == ["corrupt.wav", "empty.wav", "text.wav"]
-    assert all(reason for _, reason in af.errors)
-    text = af.summary()
-    assert "2 tracks" in text and "corrupt.wav" in text and "sub/copy.wav" in text and "empty" in text
 
 
 # ----------------------------------------------------------------------------
@@ -233,7 +217,7 @@ def scaled_noisy(x, generator=None):
 
 def test_pair_dataset_batches(corpus):
     tracks = corpus[:4] + [np.zeros(3 * SR, np.float32)]  # a silent track is never drawn
-    ds = data.PairDataset(tracks, scaled_noisy, batch_size=16, seed=3)
+    ds = PairDataset(tracks, scaled_noisy, batch_size=16, seed=3)
     clean, dist = next(iter(ds))
     assert clean.shape == dist.shape == (16, SR) and clean.dtype == dist.dtype == torch.float32
     assert (clean.pow(2).mean(1).sqrt() >= 1e-3).all()
@@ -245,8 +229,8 @@ def test_pair_dataset_batches(corpus):
     # the distortion is applied to the window itself, with the dataset's generator
     assert (dist - 0.5 * clean).abs().max() < 0.1 and (dist - 0.5 * clean).std() > 1e-3
     a = [b for _, b in zip(range(3), iter(ds))]
-    b = [b for _, b in zip(range(3), iter(data.PairDataset(tracks, scaled_noisy, batch_size=16, seed=3)))]
-    c = next(iter(data.PairDataset(tracks, scaled_noisy, batch_size=16, seed=4)))
+    b = [b for _, b in zip(range(3), iter(PairDataset(tracks, scaled_noisy, batch_size=16, seed=3)))]
+    c = next(iter(PairDataset(tracks, scaled_noisy, batch_size=16, seed=4)))
     for (c1, d1), (c2, d2) in zip(a, b):
         assert torch.equal(c1, c2) and torch.equal(d1, d2)
     assert not torch.equal(a[0][0], c[0])
@@ -254,23 +238,23 @@ def test_pair_dataset_batches(corpus):
 
 
 def test_pair_dataset_context_and_loader_workers(corpus):
-    ds = data.PairDataset(corpus[:3], lambda x, generator=None: x * 2, batch_size=4, context_s=0.25)
+    ds = PairDataset(corpus[:3], lambda x, generator=None: x * 2, batch_size=4, context_s=0.25)
     clean, dist = next(iter(ds))
     assert clean.shape == dist.shape == (4, SR) and torch.allclose(dist, 2 * clean)
-    loader = data.make_loader(corpus[:4], scaled_noisy, batch_size=8, num_workers=2, seed=0)
+    loader = make_loader(corpus[:4], scaled_noisy, batch_size=8, num_workers=2, seed=0)
     batches = [b for _, b in zip(range(4), loader)]
     assert all(c.shape == (8, SR) and d.shape == (8, SR) for c, d in batches)
     assert not torch.equal(batches[0][0], batches[1][0])  # workers 0 and 1 draw different streams
     # worker 0's stream is the single-process stream with the same seed
-    single = next(iter(data.PairDataset(corpus[:4], scaled_noisy, batch_size=8, seed=0)))
+    single = next(iter(PairDataset(corpus[:4], scaled_noisy, batch_size=8, seed=0)))
     assert torch.equal(batches[0][0], single[0])
 
 
 def test_random_windows(corpus):
-    a = data.random_windows(corpus[:3], 10, seed=5)
+    a = random_windows(corpus[:3], 10, seed=5)
     assert a.shape == (10, SR) and a.dtype == torch.float32
-    assert torch.equal(a, data.random_windows(corpus[:3], 10, seed=5))
-    assert not torch.equal(a, data.random_windows(corpus[:3], 10, seed=6))
+    assert torch.equal(a, random_windows(corpus[:3], 10, seed=5))
+    assert not torch.equal(a, random_windows(corpus[:3], 10, seed=6))
 
 
 # ----------------------------------------------------------------------------
@@ -288,27 +272,27 @@ def test_training_noise_and_rirs(tmp_path):
     t = np.arange(800) / SR
     sf.write(tmp_path / "rirs" / "room.wav", (rng.standard_normal(800) * np.exp(-t / 0.02)).astype(np.float32), SR)
 
-    procedural = data.training_noise(split="train")
-    assert len(procedural) == len(data.NOISE_KINDS)
-    assert not np.array_equal(procedural[0], data.training_noise(split="eval")[0])
-    train = data.training_noise([tmp_path / "noise"], [tmp_path / "speech"], split="train", seconds=2.0)
-    evaln = data.training_noise([tmp_path / "noise"], [tmp_path / "speech"], split="eval", seconds=2.0)
+    procedural = training_noise(split="train")
+    assert len(procedural) == len(NOISE_KINDS)
+    assert not np.array_equal(procedural[0], training_noise(split="eval")[0])
+    train = training_noise([tmp_path / "noise"], [tmp_path / "speech"], split="train", seconds=2.0)
+    evaln = training_noise([tmp_path / "noise"], [tmp_path / "speech"], split="eval", seconds=2.0)
     real_train, real_eval = [x for x in train if x.size == SR], [x for x in evaln if x.size == SR]
     assert len(real_train) + len(real_eval) == 20 and real_train and real_eval
     assert not any(np.array_equal(a, b) for a in real_train for b in real_eval)  # disjoint splits
     babble = [x for x in train if x.size == 2 * SR]
     assert babble and all(np.isfinite(x).all() and x.std() > 0.01 for x in babble)
-    rirs = data.load_rirs(tmp_path / "rirs")
+    rirs = load_rirs(tmp_path / "rirs")
     assert len(rirs) == 1 and rirs[0].shape == (800,)
     (tmp_path / "empty").mkdir()
     for missing in (tmp_path / "empty", tmp_path / "missing"):
         with pytest.raises(AudioError):
-            data.load_rirs([missing])
+            load_rirs([missing])
 
 
 def test_pair_dataset_with_the_distorter(corpus):
     distort = pytest.importorskip("minihash.distort")
-    d = distort.Distorter(distort.DistortConfig(), data.noise_bank(2.0, seed=0), None, n_rirs=4)
-    clean, dist = next(iter(data.PairDataset(corpus[:4], d, batch_size=8, seed=0)))
+    d = distort.Distorter(distort.DistortConfig(), noise_bank(2.0, seed=0), None, n_rirs=4)
+    clean, dist = next(iter(PairDataset(corpus[:4], d, batch_size=8, seed=0)))
     assert clean.shape == dist.shape == (8, SR) and torch.isfinite(dist).all()
     assert not torch.equal(clean, dist)

@@ -1,4 +1,5 @@
-"""Tests of minihash.encoder: shapes, the attention against PyTorch's, invariances, model files."""
+"""Tests of minihash.encoder and minihash.nafp (shapes, the attention against PyTorch's, invariances) and of
+minihash.modelfile (model files)."""
 import hashlib
 import json
 import pickle
@@ -8,10 +9,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from minihash import encoder
-from minihash.encoder import (PRESETS, Fingerprinter, ModelConfig, PatchEmbed, SelfAttention, build_model,
-                              count_parameters, load_model, normalize_window, save_model)
+from minihash import modelfile
+from minihash.encoder import (PRESETS, Fingerprinter, ModelConfig, PatchEmbed, SelfAttention, count_parameters,
+                              normalize_window)
 from minihash.errors import FormatError
+from minihash.modelfile import build_model, load_model, save_model
+from minihash.nafp import ConvEncoder
 
 torch.set_num_threads(1)
 
@@ -48,7 +51,7 @@ def cnn():  # NAFP's layout with few channels, so the tests stay fast
 def test_presets_shapes_and_unit_norm(name):
     cfg = ModelConfig.preset(name)
     model = build_model(cfg)
-    assert isinstance(model, encoder.ConvEncoder if cfg.arch == "cnn" else Fingerprinter)
+    assert isinstance(model, ConvEncoder if cfg.arch == "cnn" else Fingerprinter)
     emb, logits = model(_music(2))
     assert emb.shape == (2, cfg.emb_dim) and logits.shape == (2, cfg.K)
     np.testing.assert_allclose(emb.norm(dim=1).detach().numpy(), 1.0, rtol=1e-5)
@@ -202,7 +205,7 @@ def test_save_load_round_trip(which, request, tmp_path):
     model = request.getfixturevalue(which)
     p = save_model(model, tmp_path / "sub" / "m.safetensors", extra={"note": "hi"})
     meta = json.loads(p.with_suffix(".json").read_text())
-    assert meta["extra"] == {"note": "hi"} and meta["format_version"] == encoder.FORMAT_VERSION
+    assert meta["extra"] == {"note": "hi"} and meta["format_version"] == modelfile.FORMAT_VERSION
     assert [f.name for f in p.parent.iterdir() if f.suffix == ".tmp"] == []
     loaded = load_model(p)
     assert not loaded.training and loaded.cfg == model.cfg
@@ -296,13 +299,13 @@ def test_foreign_or_missing_json_is_refused(saved):
 
 
 def test_missing_shipped_model_says_how_to_train(monkeypatch, tmp_path):
-    monkeypatch.setattr(encoder, "SHIPPED", tmp_path / "models" / "small.safetensors")
+    monkeypatch.setattr(modelfile, "SHIPPED", tmp_path / "models" / "small.safetensors")
     with pytest.raises(FormatError, match="minihash train --preset small"):
         load_model()
 
 
 def test_shipped_model_loads(monkeypatch, saved):
-    monkeypatch.setattr(encoder, "SHIPPED", saved)
+    monkeypatch.setattr(modelfile, "SHIPPED", saved)
     assert isinstance(load_model(), Fingerprinter)
     import minihash  # the package-level entry point of the README
 

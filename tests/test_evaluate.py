@@ -1,14 +1,19 @@
 """The evaluation protocol: NCC repeats against a naive loop, exact SNRs, shared excerpts, hit scoring, a tiny run."""
-import argparse
 import csv
 
 import numpy as np
 import pytest
+import torch
 
+import minihash.modelfile
+from minihash import cli
 from minihash import evaluate as ev
+from minihash.audio import segment
 from minihash.distort import snr_db
+from minihash.encoder import ModelConfig
 from minihash.errors import FormatError
-from minihash.index import Match
+from minihash.modelfile import build_model, save_model
+from minihash.search.base import Match
 
 
 def test_ncc_matches_naive_corrcoef_loop():
@@ -86,10 +91,6 @@ def test_score_strict_loose_and_repeat_aware():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    import torch
-
-    from minihash.encoder import ModelConfig, build_model, save_model
-
     tmp = tmp_path_factory.mktemp("eval")
     torch.manual_seed(0)
     save_model(build_model(ModelConfig.preset("tiny")), tmp / "tiny.safetensors")  # untrained: the plumbing only
@@ -130,34 +131,22 @@ def test_tiny_run_same_excerpts_everywhere_and_exhaustive_scores_all(tiny_run):
 
 
 def test_eval_arguments():
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="cmd")
-    ev.add_eval_parser(sub)
-    ev.add_demo_parser(sub)
-    cfg = ev.config_from_args(p.parse_args(["eval", "--quick", "--snrs", "5", "--conditions", "clean", "noise",
-                                            "--queries", "7", "--methods", "lsh", "landmarks"]))
+    p = cli.build_parser()
+    cfg = cli.eval_config(p.parse_args(["eval", "--quick", "--snrs", "5", "--conditions", "clean", "noise",
+                                        "--queries", "7", "--methods", "lsh", "landmarks"]))
     assert cfg.cells == (("clean", None), ("noise", 5.0)) and cfg.n_queries == cfg.n_negatives == 7
     assert cfg.methods == ("lsh", "landmarks") and cfg.lengths == (1.0, 3.0) and cfg.n_synth == 100
-    full = ev.config_from_args(p.parse_args(["eval"]))
+    full = cli.eval_config(p.parse_args(["eval"]))
     assert len(full.cells) == 12 and full.lengths == (1.0, 2.0, 3.0, 5.0)
 
 
 def test_demo_without_the_shipped_model_says_how_to_get_it(monkeypatch, tmp_path):
-    import minihash.encoder
-
-    monkeypatch.setattr(minihash.encoder, "SHIPPED", tmp_path / "missing.safetensors")
-    p = argparse.ArgumentParser()
-    ev.add_demo_parser(p.add_subparsers(dest="cmd"))
+    monkeypatch.setattr(minihash.modelfile, "SHIPPED", tmp_path / "missing.safetensors")
     with pytest.raises(FormatError, match="shipped model is missing"):
-        ev.demo_command(p.parse_args(["demo", "--out", str(tmp_path / "demo")]))
+        cli.demo_command(cli.build_parser().parse_args(["demo", "--out", str(tmp_path / "demo")]))
 
 
 def test_a_front_end_hop_that_does_not_divide_the_db_hop_is_windowed_from_the_samples():
-    import torch
-
-    from minihash.audio import segment
-    from minihash.encoder import ModelConfig, build_model
-
     torch.manual_seed(0)
     tiny, nafp = build_model(ModelConfig.preset("tiny")), build_model(ModelConfig.preset("nafp-small"))
     assert tiny.slices_mel(0.1) and tiny.slices_mel(0.5)  # 10 ms hop: one log-mel, sliced
@@ -173,10 +162,6 @@ def test_a_front_end_hop_that_does_not_divide_the_db_hop_is_windowed_from_the_sa
 
 
 def test_overview_figure_shows_the_query_its_match_and_the_votes():
-    import torch
-
-    from minihash.encoder import ModelConfig, build_model
-
     torch.manual_seed(0)
     model = build_model(ModelConfig.preset("tiny"))  # untrained: the plumbing only
     fig, axes, m = ev.overview_figure(model, n_tracks=6, snr_db=20.0, rt60=0.3)

@@ -1,4 +1,4 @@
-"""Tests of minihash.index against references: loops, brute-force enumeration, exhaustive search.
+"""Tests of minihash.search against references: loops, brute-force enumeration, exhaustive search.
 
 The data are synthetic, so the index is tested without the model: each track's embedding drifts
 smoothly in time (random Fourier features of a Gaussian process, correlation length `ell`), its
@@ -13,11 +13,17 @@ import time
 
 import numpy as np
 import pytest
+import torch
+from scipy.stats import binomtest
 
 from minihash.errors import FormatError
-from minihash.index import (HashIndex, Match, SearchConfig, calibrate_threshold, load_index, pack_codes,
-                            probe_order, vote)
-from minihash.lsh import ExhaustiveIndex, LSHIndex
+from minihash.ot import pack_codes
+from minihash.search import load_index, store
+from minihash.search.base import Match, SearchConfig, vote
+from minihash.search.baselines import ExhaustiveIndex, LSHIndex
+from minihash.search.buckets import probe_order
+from minihash.search.hash import HashIndex
+from minihash.search.threshold import allowed_passes, calibrate_threshold
 
 # ----------------------------------------------------------------------------
 # synthetic tracks and queries
@@ -198,10 +204,6 @@ def test_threshold_rejects_negatives(toy):
 
 @pytest.mark.parametrize("n", [20, 60, 200, 1000])
 def test_allowed_passes_is_the_largest_count_whose_exact_bound_keeps_the_promise(n):
-    from scipy.stats import binomtest
-
-    from minihash.index import allowed_passes
-
     assert allowed_passes(n, 0.05) == int(0.05 * n + 1e-9)  # without a confidence: the plain share
     for conf in (0.8, 0.9, 0.95):
         k = allowed_passes(n, 0.05, conf)
@@ -337,14 +339,14 @@ def test_save_replaces_atomically_and_leaves_no_temporaries(toy, tmp_path, monke
     build(HashIndex, toy, [2, 3, 4]).save(target)  # replace
     assert load_index(target).names == [toy.names[t] for t in (2, 3, 4)]
     assert os.listdir(tmp_path) == ["idx"]
-    real_save = np.save
+    real_save = store.save_npy
 
-    def fail_midway(f, a, **kw):
+    def fail_midway(f, a):
         if str(f).endswith("starts.npy"):
             raise OSError("disk full")
-        real_save(f, a, **kw)
+        real_save(f, a)
 
-    monkeypatch.setattr(np, "save", fail_midway)
+    monkeypatch.setattr(store, "save_npy", fail_midway)
     with pytest.raises(OSError):
         build(HashIndex, toy, [5]).save(target)
     monkeypatch.undo()
@@ -399,7 +401,5 @@ def benchmark(N=1_000_000, D=128, K=16, windows_per_track=3000, n_queries=200, s
 
 
 if __name__ == "__main__":
-    import torch
-
     torch.set_num_threads(1)
     benchmark(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)

@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from minihash.data import synth_tracks
-from minihash.landmarks import (
+from minihash.corpus import synth_tracks
+from minihash.landmarks.fingerprint import (
     LandmarkConfig,
-    LandmarkIndex,
     _locmax,
-    _vote,
     find_peaks,
     hashes,
     landmarks,
@@ -19,6 +17,7 @@ from minihash.landmarks import (
     spectrogram,
     unpack,
 )
+from minihash.landmarks.inverted import LandmarkIndex, _vote
 
 SR = 8000
 

@@ -1,4 +1,4 @@
-"""Tests of minihash.lsh: LSH against the collision probability of theory, exhaustive search against
+"""Tests of minihash.search.baselines: LSH against the collision probability of theory, exhaustive search against
 a naive numpy argmax and a naive vote, and the optional FAISS backends against exhaustive search."""
 import os
 import sys
@@ -9,8 +9,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # the synthetic data of test_index.py, however pytest imports
 
 from minihash.errors import FormatError
-from minihash.index import HashIndex, load_index
-from minihash.lsh import ExhaustiveIndex, FaissIndex, LSHIndex
+from minihash.search import load_index
+from minihash.search.baselines import ExhaustiveIndex, FaissIndex, LSHIndex
+from minihash.search.hash import HashIndex
 from test_index import Toy, build, queries
 
 

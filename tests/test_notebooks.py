@@ -50,7 +50,7 @@ def test_notebook_has_the_house_shape(path):
     assert any("skip-execution" in t and "colab" in source(c).lower() for c, t in zip(code, tags)), \
         f"{path.name}: a Colab install cell tagged skip-execution"
     text = "\n".join(source(c) for c in cs)
-    assert "exercises.check_" in text or "from minihash.exercises import" in text, f"{path.name}: self-checking exercises"
+    assert "lesson.check_" in text, f"{path.name}: self-checking exercises (its minihash.lessons module's checkers)"
     assert "further notes" in text.lower(), f"{path.name}: a 'Further notes' section"
     assert "interact(" in text or "Audio(" in text, f"{path.name}: a widget or an audio player"
     assert "interact_manual" not in text, f"{path.name}: interact, not interact_manual"

@@ -9,7 +9,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from minihash.ot import (MAX_BITS, balanced_assignment, bit_cross_entropy, bucket_stats, code_bits,
-                         ot_hash_loss, sign_codes, sign_hash_loss, sinkhorn)
+                         ot_hash_loss, pack_codes, sign_codes, sign_hash_loss, sinkhorn)
 
 
 def random_problem(seed, n=7, m=5):
@@ -86,6 +86,20 @@ def test_sign_codes_and_code_bits():
     bits = code_bits(np.array(naive), 11)
     np.testing.assert_array_equal(bits, (logits > 0).astype(np.int64))
     np.testing.assert_array_equal(code_bits(torch.tensor(naive), 11).numpy(), bits)
+
+
+@pytest.mark.parametrize("K", [1, 16, 32, 33, 63, 64])
+def test_pack_codes_are_sign_codes_stored_unsigned(K):
+    logits = np.random.default_rng(K).standard_normal((40, K)).astype(np.float32)
+    logits[0] = 1.0  # every bit set, the top one too
+    naive = [sum(1 << k for k in range(K) if x[k] > 0) for x in logits]
+    codes = pack_codes(logits)
+    assert codes.dtype == (np.uint32 if K <= 32 else np.uint64)
+    assert [int(c) for c in codes] == naive
+    if K < 64:  # sign_codes is int64: 63 bits
+        np.testing.assert_array_equal(codes, sign_codes(logits))
+    with pytest.raises(ValueError):
+        pack_codes(np.ones((2, 65)))
 
 
 def test_bucket_stats_against_naive_count():

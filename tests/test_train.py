@@ -1,4 +1,4 @@
-"""The trainer (schedule, clipping, checkpoints, resume) and the training objective."""
+"""The trainer (schedule, clipping, checkpoints, resume; minihash.train) and the training recipe (minihash.recipe)."""
 import itertools
 import json
 import math
@@ -10,7 +10,8 @@ from torch import nn
 
 from minihash.cli import main
 from minihash.errors import FormatError
-from minihash.train import LossConfig, TrainConfig, Trainer, fingerprint_loss, lr_at, make_validator
+from minihash.recipe import LossConfig, fingerprint_loss, make_validator
+from minihash.train import TrainConfig, Trainer, lr_at
 
 
 def test_schedule_warms_up_linearly_then_follows_a_cosine():

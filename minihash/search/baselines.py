@@ -1,6 +1,6 @@
 """Random-hyperplane LSH and exhaustive search, behind the hash index's query API.
 
-The baselines of the hash index in `index.py`, on the same embeddings:
+The baselines of the hash index (`hash.py`), on the same embeddings:
 
 - `LSHIndex`: sign random projections (Charikar, STOC 2002). A bit is the side of a random
   hyperplane a vector falls on; two unit vectors at angle theta land on the same side with
@@ -12,7 +12,7 @@ The baselines of the hash index in `index.py`, on the same embeddings:
 - `FaissIndex`: where `faiss` is installed (it is optional, minihash never needs it), FAISS's
   IndexFlatIP, IndexHNSWFlat or IndexBinaryMultiHash finds the candidates instead.
 
-All of them re-rank, vote, verify and save exactly as `HashIndex` does (`index.BaseIndex`), so
+All of them re-rank, vote, verify and save exactly as `HashIndex` does (`base.BaseIndex`), so
 their results differ only through the candidates they find.
 
 Notebook: 08_search.ipynb
@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .index import BaseIndex, BucketTable, pack_codes
+from ..ot import pack_codes
+from .base import BaseIndex
+from .buckets import BucketTable
 
 # ----------------------------------------------------------------------------
 # random-hyperplane LSH
@@ -143,7 +145,7 @@ class FaissIndex(BaseIndex):
     method = "faiss"
 
     def __init__(self, D: int, kind: str = "flat", K: int = 16, hnsw_m: int = 32, nhash: int = 2, **kw):
-        import faiss  # optional: only this class needs it
+        import faiss  # lazy: faiss is optional (not a dependency of minihash), only this class needs it
 
         super().__init__(D, **kw)
         if kind not in ("flat", "hnsw", "multihash"):
@@ -157,10 +159,12 @@ class FaissIndex(BaseIndex):
         return {"K": np.shape(logits)[1], **params} if logits is not None else params
 
     def _codes_for(self, emb16, logits):
-        if self.kind != "multihash":
-            return None
-        bits = np.asarray(logits).reshape(len(emb16), self.K) > 0
-        return np.packbits(bits, axis=1, bitorder="little")  # (N, K / 8) uint8, FAISS's binary layout
+        return self._binary(logits, len(emb16)) if self.kind == "multihash" else None
+
+    def _binary(self, logits, n: int) -> np.ndarray:
+        """Sign bits as FAISS's binary vectors: (n, K) logits -> (n, K / 8) uint8, bit k in byte k // 8."""
+        bits = np.asarray(logits).reshape(n, self.K) > 0
+        return np.packbits(bits, axis=1, bitorder="little")  # FAISS's layout: bytes, not one integer code
 
     def _reindex(self):
         faiss = self.faiss
@@ -176,7 +180,7 @@ class FaissIndex(BaseIndex):
     def _candidates(self, q, q_logits, cfg):
         M = len(q)
         if self.kind == "multihash":
-            qb = np.packbits(np.asarray(q_logits).reshape(M, self.K) > 0, axis=1, bitorder="little")
+            qb = self._binary(q_logits, M)  # (M, K / 8)
             _, I = self.fx.search(qb, min(cfg.max_candidates, len(self)))  # nearest in Hamming distance
         else:
             self.faiss.cvar.hnsw_stats.reset()

@@ -1,0 +1,159 @@
+"""Repeats in music: how unique a corpus is, and where an excerpt recurs in its own track.
+
+Real music repeats itself (choruses, loops), and a query-by-example score must know
+it: an excerpt that recurs sample for sample has several right answers. Two measures
+of a corpus, and two of an excerpt:
+
+- `cross_track_duplicates`: windows whose log-mel has a near copy (Pearson r) in
+  ANOTHER track: copies across tracks make retrieval look harder (or easier) than it is.
+- `self_repeat_share`: windows whose waveform recurs elsewhere in their OWN track, by
+  the cosine of the raw samples (normalised cross-correlation without mean removal).
+- `ncc` / `repeat_starts`: the Pearson correlation of one excerpt with every window of
+  its track, and the starts where it recurs: the evaluation protocol forgives those.
+
+Notebook: 00_overview.ipynb
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+import torch
+from scipy.signal import oaconvolve
+
+from ..audio import SR, segment
+from ..spectrogram import MelConfig, log_mel
+
+# ----------------------------------------------------------------------------
+# one excerpt: where does it recur?
+
+
+def ncc(q, x) -> np.ndarray:
+    """Normalised cross-correlation (Pearson r) of `q` with every window of `x`, by FFT.
+
+    r[k] = sum_t (q[t] - mean q) (x[k+t] - mean of the window) / (n std q std window); the
+    numerator is one FFT convolution, overlap-add (q centred, so the window's mean drops out),
+    the window statistics come from cumulative sums: O(T log n) instead of O(T n).
+
+    Args:
+        q: (n,) excerpt.
+        x: (T,) signal, T >= n.
+
+    Returns:
+        (T - n + 1,) correlations in [-1, 1]; 0 where the window (or q) is silent.
+
+    Notebook: 09_benchmark.ipynb
+    """
+    q, x = np.asarray(q, np.float64), np.asarray(x, np.float64)
+    n = len(q)
+    qc = q - q.mean()
+    if qc @ qc <= n * 1e-12:
+        return np.zeros(len(x) - n + 1)
+    x = x - x.mean()  # smaller cumulative sums, the same correlations
+    num = oaconvolve(x, qc[::-1], mode="valid")  # (T - n + 1,); overlap-add: O(T log n) for a long track
+    c1, c2 = (np.concatenate([[0.0], np.cumsum(v)]) for v in (x, x * x))
+    s1, s2 = c1[n:] - c1[:-n], c2[n:] - c2[:-n]  # window sums of x and x^2
+    var = np.maximum(s2 - s1 * s1 / n, 0.0)  # n times each window's variance
+    ok = var > n * 1e-12
+    return np.where(ok, num / np.sqrt(np.where(ok, var, 1.0) * (qc @ qc)), 0.0).clip(-1.0, 1.0)
+
+
+def repeat_starts(x, start: int, n: int, threshold: float = 0.9) -> np.ndarray:
+    """Starts (samples) at which x[start:start+n] recurs in x: NCC >= threshold; `start` is among them."""
+    return np.flatnonzero(ncc(x[start:start + n], x) >= threshold)
+
+
+# ----------------------------------------------------------------------------
+# a corpus: near-duplicate windows across tracks, repeats inside them
+
+
+def window_features(x, sr: int = SR, win_s: float = 1.0, hop_s: float = 0.5) -> torch.Tensor:
+    """Flattened log-mel of each window, z-normalised to unit length: dot products are Pearson r.
+
+    Args:
+        x: (T,) samples.
+        sr, win_s, hop_s: the windowing (only whole windows are kept).
+
+    Returns:
+        (N, n_mels * frames) float32.
+    """
+    w, _ = segment(np.asarray(x, dtype=np.float32), sr, win_s, hop_s, pad=False)  # (N, W)
+    if len(w) == 0:
+        return torch.zeros(0, 0)
+    F = log_mel(torch.from_numpy(w), MelConfig(sr=sr)).flatten(1)  # (N, n_mels * frames)
+    F = F - F.mean(1, keepdim=True)
+    return F / F.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def cross_track_duplicates(tracks, sr: int = SR, threshold: float = 0.95, win_s: float = 1.0, hop_s: float = 0.5,
+                           block: int = 2048) -> float:
+    """Share of windows whose best match in ANOTHER track has Pearson r above `threshold`.
+
+    Repeats inside a track are expected (choruses); across tracks they mean the
+    corpus has copies, which would make retrieval look harder (or easier) than it is.
+    Exact: every pair of windows, by blocks of a matrix product, each block pair once.
+
+    Args:
+        tracks: sequence of (T,) arrays.
+        sr, win_s, hop_s: windowing (1 s windows, 0.5 s hop by default).
+        threshold: Pearson correlation of z-normalised log-mel above which two windows are duplicates.
+        block: rows per block (memory is block**2 floats).
+
+    Returns:
+        the share in [0, 1].
+    """
+    feats = [window_features(x, sr, win_s, hop_s) for x in tracks]
+    owner = torch.cat([torch.full((len(f),), i) for i, f in enumerate(feats)])  # (M,)
+    F = torch.cat([f for f in feats if len(f)])  # (M, D)
+    best = torch.full((len(F),), -2.0)
+    with torch.no_grad():
+        for i in range(0, len(F), block):
+            for j in range(i, len(F), block):
+                S = F[i:i + block] @ F[j:j + block].T  # (b, b') Pearson r
+                S[owner[i:i + block, None] == owner[None, j:j + block]] = -2.0  # same track: not a duplicate
+                best[i:i + block] = torch.maximum(best[i:i + block], S.amax(1))
+                best[j:j + block] = torch.maximum(best[j:j + block], S.amax(0))
+    return float((best > threshold).float().mean()) if len(F) else 0.0
+
+
+def self_repeat_share(tracks, sr: int = SR, threshold: float = 0.9, min_gap_s: float = 2.0, win_s: float = 1.0,
+                      hop_s: float = 0.5) -> float:
+    """Share of windows whose waveform recurs elsewhere in their OWN track (normalised cross-correlation).
+
+    The repeat-aware score of the evaluation protocol forgives a start time where
+    the excerpt recurs (NCC >= 0.9); this says how often that can happen. In game
+    soundtracks 15-30 % of excerpts recur in their own track. Each window is
+    correlated with every position of its track at once, by FFT, and divided by
+    the sliding norm of the track; positions closer than `min_gap_s` (the window
+    overlapping itself) do not count. Near-silent windows (RMS < 1e-3) are left out.
+
+    Args:
+        tracks: sequence of (T,) arrays.
+        sr, win_s, hop_s: windowing (1 s windows, 0.5 s hop by default; only whole windows).
+        threshold: NCC <w, x[l:l+W]> / (|w| |x[l:l+W]|) at or above which a window recurs.
+        min_gap_s: the least distance between a window and its repeat.
+
+    Returns:
+        the share in [0, 1].
+    """
+    W, H, G = int(round(win_s * sr)), int(round(hop_s * sr)), int(round(min_gap_s * sr))
+    found = total = 0
+    for x in tracks:
+        x = np.asarray(x, dtype=np.float32).ravel()
+        if x.size < W:
+            continue
+        L = x.size - W + 1  # lags
+        n = scipy.fft.next_fast_len(x.size + W)
+        X = scipy.fft.rfft(x, n)
+        e = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
+        quiet = 1e-3 * np.sqrt(W)  # the norm of a window at -60 dBFS RMS
+        norm = np.sqrt(np.maximum(e[W:] - e[:-W], quiet ** 2))  # (L,) |x[l:l+W]|, silence floored: no 0/0
+        for block in np.array_split(np.arange(0, L, H), max(1, L // (16 * H))):  # 16 windows at a time
+            w = x[block[:, None] + np.arange(W)]  # (b, W)
+            wn = np.linalg.norm(w, axis=1)  # (b,)
+            C = scipy.fft.irfft(X * np.conj(scipy.fft.rfft(w, n, axis=1)), n, axis=1)[:, :L]  # (b, L) <w, x[l:l+W]>
+            ncc = C / (np.maximum(wn, quiet)[:, None] * norm[None, :])
+            ncc[np.abs(np.arange(L)[None, :] - block[:, None]) < G] = -1.0  # itself and its neighbours
+            loud = wn >= quiet
+            found += int(((ncc.max(1) >= threshold) & loud).sum())
+            total += int(loud.sum())
+    return found / total if total else 0.0

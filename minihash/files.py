@@ -1,0 +1,45 @@
+"""Files on disk: the cache folder, checksums and writes that never leave half a file.
+
+Every file minihash writes (cached audio, model weights, index arrays, benchmark chunks) is
+written under a temporary name and renamed into place, so a crash or a parallel writer never
+leaves a half-written file behind a valid name; every file it reads back is checked first.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+
+def cache_dir() -> Path:
+    """Where generated and decoded audio is cached: `$MINIHASH_CACHE`, default `~/.cache/minihash`."""
+    return Path(os.environ.get("MINIHASH_CACHE", "~/.cache/minihash")).expanduser()
+
+
+def sha256(path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden name beside `path`, unique to this process and call."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def save_npy(path, a: np.ndarray) -> None:
+    """Write `a` to `path` as .npy atomically (temporary file + rename); never pickled."""
+    path = Path(path)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(a), allow_pickle=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
