@@ -178,8 +178,6 @@ def scan_audio(root) -> tuple[list[Path], list[tuple[str, str]]]:
 
     Raises:
         AudioError: `root` does not exist or cannot be read.
-
-    Notebook: 10_your_own_audio.ipynb
     """
     root = Path(root)
     if not root.exists():

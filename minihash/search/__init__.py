@@ -10,8 +10,9 @@ differ only in how they find the candidates:
 - "faiss": FAISS's indexes, where the optional `faiss` is installed, `baselines.FaissIndex`.
 
 The modules, in data-flow order: buckets (codes into buckets, the probe order), base (the shared
-search), threshold (the no-match threshold), hash and baselines (the methods), store (the folder
-on disk), pipeline (audio in, matches out).
+search), threshold (the no-match threshold), hash and baselines (the methods), manifest (the
+checked description of a saved index), store (the folder on disk: versions under a pointer),
+pipeline (audio in, matches out).
 
 Notebook: 08_search.ipynb
 """

@@ -5,7 +5,7 @@ The folder `music.idx/` holds
     v-<id>/       a version: `manifest.json` (versioned, checksummed, `manifest.py`) and one `.npy` per array
     .lock         held by the process writing, so that two writers never remove each other's work
 A new index is written into a temporary folder inside, renamed to a version of its own, and made
-current by replacing CURRENT: one `os.replace`, atomic on every platform Python runs on. So a reader,
+current by replacing CURRENT: one `os.replace`, atomic on POSIX file systems. So a reader,
 or a run killed at any step, finds the old index or the new one, complete, never none and never half
 of one; the old version is removed once CURRENT names the new one, and whatever a killed run left
 is removed by the next run that writes there. Folders and files get the default modes, so they
@@ -257,7 +257,11 @@ def _clean(path: Path, keep: str | None) -> None:
         if _TEMP.fullmatch(n) or (_VERSION.fullmatch(n) and n != keep) or \
                 (legacy and (n == MANIFEST or n.endswith(".npy"))):
             _remove(path / n)
-    for n in os.listdir(path.parent):
+    try:
+        beside = os.listdir(path.parent)
+    except OSError:  # a parent we may not list: nothing of ours to find there
+        beside = []
+    for n in beside:
         m = re.fullmatch(_OLD_TEMP.format(name=re.escape(path.name)), n)
         if m and not _alive(int(m.group(1))):
             _remove(path.parent / n)
