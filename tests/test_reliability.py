@@ -514,13 +514,14 @@ def test_a_kill_at_any_step_leaves_a_complete_index(step, before, tmp_path):
     assert os.listdir(tmp_path) == ["idx"]
 
 
-def test_a_reader_gets_a_whole_index_while_it_is_replaced(tmp_path, monkeypatch):
+@pytest.mark.parametrize("moment", ["pointer-read", "manifest-read"])
+def test_a_reader_gets_a_whole_index_while_it_is_replaced(moment, tmp_path, monkeypatch):
     target = tmp_path / "idx"
     toy_index(["a", "b"]).save(target)
     replaced = []
 
-    def writer_strikes(name):  # between reading the manifest and the arrays, a writer replaces the index
-        if name == "manifest-read" and not replaced:
+    def writer_strikes(name):  # after the reader read CURRENT or the manifest, a writer replaces the index
+        if name == moment and not replaced:
             replaced.append(name)
             toy_index(["c"], seed=1).save(target)
 

@@ -51,8 +51,8 @@ STEPS = ("locked", "cleaned", "temp-created", "arrays-written", "manifest-writte
 
 
 def _step(name: str) -> None:
-    """Called after each step of a write (STEPS) and between a read's manifest and arrays: a hook
-    for the tests, which kill a writer there or replace the index under a reader."""
+    """Called after each step of a write (STEPS), and in a read after the pointer and after the
+    manifest: a hook for the tests, which kill a writer there or replace the index under a reader."""
 
 
 # ----------------------------------------------------------------------------
@@ -75,6 +75,7 @@ def current_dir(path) -> Path:
             raise invalid(pointer, "the pointer to the current version is not text") from None
         if not _VERSION.fullmatch(name):
             raise invalid(pointer, f"it names {name[:40]!r}, not a version folder")
+        _step("pointer-read")
         if not (path / name).is_dir():
             raise invalid(pointer, f"its current version {name} is missing")
         return path / name
@@ -115,25 +116,32 @@ def read_manifest(path) -> dict:
 def read_index_dir(path, expect_model: str | None = None):
     """Manifest and arrays of the index at `path`, every file checked against the manifest.
 
-    A writer may replace the index while it is read (its old version is then removed): the read
-    starts again on the new one, so a reader always gets one complete index.
+    A writer may replace the index while it is read (and then remove the old version): when
+    CURRENT has changed by the time a read fails, the read starts again on the new version, so a
+    reader always gets one complete index.
     """
     path = Path(path)
-    for _ in range(3):
+    for _ in range(5):
+        before = _pointer(path)
         try:
             d = current_dir(path)
-            try:
-                manifest = check_manifest(d / MANIFEST, load_manifest(d / MANIFEST))
-                check_model(path, manifest["model"], expect_model)
-                _step("manifest-read")
-                return manifest, {name: _read_array(d, info) for name, info in manifest["arrays"].items()}
-            except (FormatError, OSError):
-                if _current_or_none(path) not in (None, d):
-                    continue  # replaced while read: read the new one
-                raise
-        except OSError as e:
-            raise _os_error(path, e) from None
-    raise FormatError(path, "replaced three times while being read: try again")
+            manifest = check_manifest(d / MANIFEST, load_manifest(d / MANIFEST))
+            check_model(path, manifest["model"], expect_model)
+            _step("manifest-read")
+            return manifest, {name: _read_array(d, info) for name, info in manifest["arrays"].items()}
+        except (FormatError, OSError) as e:
+            if _pointer(path) != before:
+                continue  # replaced while read: read the new one
+            raise _os_error(path, e) if isinstance(e, OSError) else e from None
+    raise FormatError(path, "replaced again and again while being read: try again")
+
+
+def _pointer(path: Path):
+    """The bytes of CURRENT, or None where there is none (or it cannot be read)."""
+    try:
+        return (path / POINTER).read_bytes()
+    except OSError:
+        return None
 
 
 def check_model(path, recorded, expected) -> None:
