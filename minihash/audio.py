@@ -163,11 +163,9 @@ def _short(e: Exception) -> str:
 
 def scan_audio(root) -> tuple[list[Path], list[tuple[str, str]]]:
     """Every audio file under `root`, and every entry skipped on the way with the reason: nothing
-    under `root` is left out in silence.
-
-    Linked folders are followed, each real folder searched once: a link back to a folder already
-    searched (a loop, or the same folder twice) is listed and not searched again. A folder that
-    cannot be read, a broken link and a loop of links are listed too.
+    under `root` is left out in silence. Linked folders are followed, each real folder searched
+    once: a link to a folder already searched (a loop, or the same folder twice), a folder that
+    cannot be read, a broken link and a loop of links are listed.
 
     Args:
         root: a folder, or a single file.
@@ -184,8 +182,8 @@ def scan_audio(root) -> tuple[list[Path], list[tuple[str, str]]]:
         raise AudioError(root, "no such file or folder")
     if not root.is_dir():
         return [root], []
-    files, skipped = [], []
-    seen = {_folder_id(root): "."}  # (device, inode) of each folder searched -> its name
+    files, skipped, st = [], [], root.stat()
+    seen = {(st.st_dev, st.st_ino): "."}  # (device, inode) of each folder searched -> its name
     stack = [root]
     while stack:
         d = stack.pop()
@@ -223,11 +221,6 @@ def scan_audio(root) -> tuple[list[Path], list[tuple[str, str]]]:
     return sorted(files), skipped
 
 
-def _folder_id(p: Path) -> tuple[int, int]:
-    st = p.stat()
-    return st.st_dev, st.st_ino
-
-
 def _bad_link(p: Path, err: OSError) -> str:
     """Why an entry whose stat failed is skipped: a broken link, a loop of links, or unreadable."""
     if not p.is_symlink():
@@ -238,11 +231,7 @@ def _bad_link(p: Path, err: OSError) -> str:
 
 
 def find_audio(root) -> list[Path]:
-    """Every audio file under `root`, recursively, in a deterministic (sorted) order (`scan_audio`'s files).
-
-    Raises:
-        AudioError: `root` does not exist.
-    """
+    """Every audio file under `root`, recursively, sorted: `scan_audio`'s files (AudioError when missing)."""
     return scan_audio(root)[0]
 
 

@@ -45,26 +45,21 @@ except ImportError:
 # the commands' arguments, every one checked as it is parsed, before any work
 
 
-def hop_seconds(text: str) -> float:
-    """An argparse type: seconds between windows, a finite number >= MIN_HOP_S."""
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not (math.isfinite(v) and v >= MIN_HOP_S):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= {MIN_HOP_S:g}, got {text!r}")
-    return v
+def _number(ok, what: str):
+    """An argparse type: a float for which `ok` holds, else an error saying it must be `what`."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return v
+    return parse
 
 
-def share(text: str) -> float:
-    """An argparse type: a share in [0, 1)."""
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a share in [0, 1), e.g. 0.05, got {text!r}")
-    return v
+hop_seconds = _number(lambda v: math.isfinite(v) and v >= MIN_HOP_S, f"a number of seconds >= {MIN_HOP_S:g}")
+share = _number(lambda v: 0.0 <= v < 1.0, "a share in [0, 1), e.g. 0.05")
 
 
 def shown(name) -> str:
