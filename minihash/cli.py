@@ -262,9 +262,9 @@ def index_command(args) -> int:
 
 def _list_skipped(errors, duplicates) -> None:
     for name, reason in errors:
-        print(f"skipped {shown(name)}: {reason}", file=sys.stderr)
+        print(shown(f"skipped {name}: {reason}"), file=sys.stderr)  # a reason may quote the name
     for dup, orig in duplicates:
-        print(f"skipped {shown(dup)}: same content as {shown(orig)}", file=sys.stderr)
+        print(shown(f"skipped {dup}: same content as {orig}"), file=sys.stderr)
 
 
 def _query_model(args, index):
@@ -293,7 +293,7 @@ def query_command(args) -> int:
                 print(json.dumps({"query": q, "match": None, "offset_s": None, "score": None, "time_ms": None,
                                   "error": e.reason}))
             else:
-                print(f"{shown(q)}: error: {e.reason}", file=sys.stderr)
+                print(shown(f"{q}: error: {e.reason}"), file=sys.stderr)
             continue
         if args.json:
             print(json.dumps({"query": q, "match": m.track, "offset_s": round(m.offset_s, 3),

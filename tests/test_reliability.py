@@ -575,8 +575,12 @@ def test_file_names_holding_a_newline_stay_on_one_line(tmp_path, capsys, env, ch
     assert [line.split(":")[0] for line in err.splitlines() if line.startswith("skipped")] == ["skipped bad\\nfile.wav"]
     q = tmp_path / "a\nquery.wav"
     sf.write(q, env.tracks[0][2 * SR:5 * SR], SR)
-    rc, out, err = run(capsys, "query", tmp_path / "idx", q)
+    assert not any(line.startswith("file.wav") for line in err.splitlines())
+    junk = tmp_path / "not\naudio.wav"
+    junk.write_bytes(b"junk")
+    rc, out, err = run(capsys, "query", tmp_path / "idx", q, junk)
     assert rc == 0 and out.count("\n") == 1 and out.startswith(f"{tmp_path}/a\\nquery.wav: two\\nlines.wav at ")
+    assert err.count("\n") == 1 and err.startswith(f"{tmp_path}/not\\naudio.wav: error: ")
     rc, out, err = run(capsys, "query", tmp_path / "idx", q, "--json")
     assert rc == 0 and json.loads(out)["match"] == "two\nlines.wav" and json.loads(out)["query"] == str(q)
 
