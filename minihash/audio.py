@@ -13,8 +13,11 @@ Notebook: 01_audio_and_spectrograms.ipynb
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -158,24 +161,78 @@ def _short(e: Exception) -> str:
     return msg[:200]
 
 
-def find_audio(root) -> list[Path]:
-    """Every audio file under `root`, recursively, in a deterministic (sorted) order.
+def scan_audio(root) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Every audio file under `root`, and every entry skipped on the way with the reason: nothing
+    under `root` is left out in silence. Linked folders are followed, each real folder searched
+    once: a link to a folder already searched (a loop, or the same folder twice), a folder that
+    cannot be read, a broken link and a loop of links are listed.
 
     Args:
         root: a folder, or a single file.
 
     Returns:
-        sorted list of paths whose extension is one of `AUDIO_EXTENSIONS`.
+        (files, skipped): the sorted paths whose extension is one of `AUDIO_EXTENSIONS`, and
+        (name relative to `root`, reason) of each entry skipped (folders named with a final "/").
 
     Raises:
-        AudioError: `root` does not exist.
+        AudioError: `root` does not exist or cannot be read.
     """
     root = Path(root)
     if not root.exists():
         raise AudioError(root, "no such file or folder")
-    if root.is_file():
-        return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not root.is_dir():
+        return [root], []
+    files, skipped, st = [], [], root.stat()
+    seen = {(st.st_dev, st.st_ino): "."}  # (device, inode) of each folder searched -> its name
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        name = d.relative_to(root).as_posix()
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: (e.is_symlink(), e.name))  # real folders first
+        except OSError as e:
+            why = "permission denied" if isinstance(e, PermissionError) else f"unreadable ({e.strerror or e})"
+            if d == root:
+                raise AudioError(root, f"{why}: the folder cannot be read") from None
+            skipped.append((name + "/", f"{why}: the folder cannot be read, its files are not indexed"))
+            continue
+        subfolders = []
+        for e in entries:
+            p = Path(e.path)
+            rel = p.relative_to(root).as_posix()
+            try:
+                st = p.stat()  # through links
+            except OSError as err:
+                skipped.append((rel, _bad_link(p, err)))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                first = seen.setdefault((st.st_dev, st.st_ino), rel)
+                if first == rel:
+                    subfolders.append(p)
+                elif first == "." or rel.startswith(first + "/"):  # it leads back to a folder above it
+                    where = "the top folder" if first == "." else f"{first}/"
+                    skipped.append((rel + "/", f"a symlink loop (it leads back to {where}): not searched again"))
+                else:
+                    skipped.append((rel + "/", f"the same folder as {first}/ (a link): searched once"))
+            elif stat.S_ISREG(st.st_mode) and p.suffix.lower() in AUDIO_EXTENSIONS:
+                files.append(p)
+        stack += sorted(subfolders, reverse=True)
+    skipped.sort()
+    return sorted(files), skipped
+
+
+def _bad_link(p: Path, err: OSError) -> str:
+    """Why an entry whose stat failed is skipped: a broken link, a loop of links, or unreadable."""
+    if not p.is_symlink():
+        return f"unreadable ({err.strerror or err})"
+    if err.errno == errno.ELOOP:
+        return "a symlink loop (the link never reaches a file)"
+    return f"a broken link (to {os.readlink(p)}, which does not exist)"
+
+
+def find_audio(root) -> list[Path]:
+    """Every audio file under `root`, recursively, sorted: `scan_audio`'s files (AudioError when missing)."""
+    return scan_audio(root)[0]
 
 
 # ----------------------------------------------------------------------------
@@ -210,15 +267,17 @@ class AudioFolder:
     Attributes:
         files: sorted (name, path) of every audio file found; names are posix paths relative to the folder.
         names, tracks: the loaded files (eager only): name and (T,) float32 signal, in the order of `files`.
-        errors: (name, reason) of each file skipped; duplicates: (name, name of the original).
+        errors: (name, reason) of each file or folder skipped (unreadable folders and broken links
+            first, as `scan_audio` found them); duplicates: (name, name of the original).
 
     Notebook: 10_your_own_audio.ipynb
     """
 
     def __init__(self, path, sr: int = SR, min_s: float = MIN_SECONDS, progress: bool = True, lazy: bool = False):
         self.root, self.sr, self.min_s, self.progress = Path(path), sr, min_s, progress
-        self.names, self.tracks, self.errors, self.duplicates = [], [], [], []
-        files = find_audio(self.root)  # raises AudioError when the folder does not exist
+        self.names, self.tracks, self.duplicates = [], [], []
+        files, self.skipped = scan_audio(self.root)  # raises AudioError when the folder does not exist
+        self.errors = list(self.skipped)
         self.files = sorted((p.relative_to(self.root).as_posix() if self.root.is_dir() else p.name, p) for p in files)
         if not lazy:
             for name, x in self.stream():
@@ -228,7 +287,7 @@ class AudioFolder:
     def stream(self):
         """Yield (name, signal) one file at a time, so that a large folder is never held in memory;
         `.errors` and `.duplicates` fill up as it goes (a lazy folder is read here, not at creation)."""
-        self.errors.clear(), self.duplicates.clear()
+        self.errors[:], self.duplicates[:] = self.skipped, []  # what the search skipped, then the files
         originals = {}  # sha1 of the bytes -> name of the first good file with them
         desc = f"loading {self.root.name or self.root}"
         for name, p in tqdm(self.files, desc=desc, unit="file", disable=not self.progress):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import torch
 
+from ._version import __version__
 from .audio import AudioFolder, load
 from .bench.report import markdown_table
 from .bench.report import write_report as write_bench_report
 from .bench.run import METHODS as BENCH_METHODS
 from .bench.run import BenchConfig, parse_size, run_benchmark
 from .distort import CONDITIONS
-from .errors import AudioError, MinihashError
+from .errors import AudioError, FormatError, MinihashError, NothingToIndex
 from .evaluate.protocol import METHODS as EVAL_METHODS
 from .evaluate.protocol import EvalConfig, grid
 from .evaluate.report import overview_figure
@@ -31,8 +33,8 @@ from .modelfile import SHIPPED, load_model
 from .recipe import train_from_args
 from .search import METHODS as INDEX_METHODS
 from .search import load_index
-from .search.pipeline import calibrate_on_negatives, index_audio, query_audio
-from .search.store import read_manifest
+from .search.pipeline import MIN_HOP_S, calibrate_on_negatives, check_fits, index_audio, query_audio
+from .search.store import check_model, check_target
 
 try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then limits too
     from threadpoolctl import threadpool_limits
@@ -40,7 +42,32 @@ except ImportError:
     threadpool_limits = None
 
 # ----------------------------------------------------------------------------
-# the commands' arguments
+# the commands' arguments, every one checked as it is parsed, before any work
+
+
+def _number(ok, what: str):
+    """An argparse type: a float for which `ok` holds, else an error saying it must be `what`."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return v
+    return parse
+
+
+hop_seconds = _number(lambda v: math.isfinite(v) and v >= MIN_HOP_S, f"a number of seconds >= {MIN_HOP_S:g}")
+share = _number(lambda v: 0.0 <= v < 1.0, "a share in [0, 1), e.g. 0.05")
+
+
+def shown(name) -> str:
+    """A name as text output shows it: control characters (a newline in a file name) escaped, so
+    that one name stays on one line; other names as they are."""
+    name = str(name)
+    return name if name.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
 
 
 def _add_demo(sub):
@@ -87,8 +114,8 @@ def _add_index(sub):
     p.add_argument("-o", "--out", required=True, metavar="INDEX_DIR", help="index folder to write")
     p.add_argument("--model", default=None, help="model file (default: the shipped model)")
     p.add_argument("--method", choices=[m for m in INDEX_METHODS if m != "faiss"], default="hash")  # faiss: optional
-    p.add_argument("--hop", type=float, default=0.1, help="seconds between fingerprinted windows")
-    p.add_argument("--max-false", type=float, default=0.05,
+    p.add_argument("--hop", type=hop_seconds, default=0.1, help="seconds between fingerprinted windows")
+    p.add_argument("--max-false", type=share, default=0.05,
                    help="share of queries of audio not in the index allowed to match (sets the thresholds)")
     p.add_argument("--negatives", nargs="+", default=[], metavar="DIR",
                    help="music NOT in the index (the threshold calibrates on it besides procedural tracks)")
@@ -100,7 +127,7 @@ def _add_query(sub):
     p.add_argument("queries", nargs="+", metavar="QUERY_FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--model", default=None, help="model file (default: the one recorded in the index)")
-    p.add_argument("--hop", type=float, default=0.5, help="seconds between the query's windows")
+    p.add_argument("--hop", type=hop_seconds, default=0.5, help="seconds between the query's windows")
 
 
 def _add_eval(sub):
@@ -197,33 +224,65 @@ def demo_command(args) -> int:
 
 
 def index_command(args) -> int:
-    """`minihash index REFS_DIR -o INDEX_DIR`: stream the folder, fingerprint, calibrate, save."""
+    """`minihash index REFS_DIR -o INDEX_DIR`: check the arguments, stream the folder, fingerprint,
+    calibrate, save; every file or folder skipped is listed on stderr, with a count on stdout."""
+    check_target(args.out)  # before any work: never refuse the index after fingerprinting a folder
+    for d in args.negatives:
+        if not Path(d).exists():
+            raise AudioError(d, "no such folder (--negatives)")
+    folder = AudioFolder(args.refs, lazy=True)  # raises AudioError when missing or unreadable
     model = load_model(args.model)
-    folder = AudioFolder(args.refs, lazy=True)
-    if not folder.files:
-        raise SystemExit(f"minihash index: no audio files (wav, flac, ogg, opus, mp3) under {args.refs}")
     model_path = str(Path(args.model or SHIPPED).resolve())
-    index = index_audio(model, folder.stream(), method=args.method, hop_s=args.hop, total=len(folder.files),
-                        meta={"model_path": model_path, "refs": str(Path(args.refs).resolve())})
-    for name, reason in folder.errors:
-        print(f"skipped {name}: {reason}", file=sys.stderr)
-    for dup, orig in folder.duplicates:
-        print(f"skipped {dup}: same content as {orig}", file=sys.stderr)
-    calibrate_on_negatives(index, model, calibration_negatives(args.negatives), max_false=args.max_false)
-    index.save(args.out)
+    try:
+        if not folder.files:
+            raise AudioError(args.refs, "no audio files (wav, flac, ogg, opus, mp3) in it")
+        index = index_audio(model, folder.stream(), method=args.method, hop_s=args.hop, total=len(folder.files),
+                            meta={"model_path": model_path, "refs": str(Path(args.refs).resolve())})
+    except NothingToIndex:
+        raise AudioError(args.refs, f"nothing to index: all {len(folder.files)} audio files in it were skipped "
+                                    "(listed above)") from None
+    finally:
+        _list_skipped(folder.errors, folder.duplicates)
+    notes = []
+    calibrate_on_negatives(index, model, calibration_negatives(args.negatives, notes=notes), max_false=args.max_false)
+    for line in notes:
+        print(shown(line), file=sys.stderr)
+    try:
+        index.save(args.out)
+    except OSError as e:
+        raise FormatError(args.out, f"cannot write the index ({e.strerror or e}): choose another -o") from None
     st = index.stats()
     thr = ", ".join(f"{n} windows {t:.3f}" for n, t in sorted(index.thresholds.items()))
-    print(f"indexed {len(index.names)} tracks, {st['n_windows']} windows ({args.method}, "
-          f"{st['bytes_per_window']:.0f} bytes/window) into {args.out}; thresholds by query length: {thr}; "
-          f"{len(folder.errors)} unreadable and {len(folder.duplicates)} duplicate files skipped")
+    print(f"indexed {len(index.names)} track{'s' if len(index.names) != 1 else ''}, {st['n_windows']} windows "
+          f"({args.method}, {st['bytes_per_window']:.0f} bytes/window) into {shown(args.out)}; thresholds by query "
+          f"length: {thr}; skipped {len(folder.errors)} unreadable files or folders, {len(folder.duplicates)} "
+          f"duplicate files and {len(notes)} negatives (listed on stderr)")
     return 0
+
+
+def _list_skipped(errors, duplicates) -> None:
+    for name, reason in errors:
+        print(shown(f"skipped {name}: {reason}"), file=sys.stderr)  # a reason may quote the name
+    for dup, orig in duplicates:
+        print(shown(f"skipped {dup}: same content as {orig}"), file=sys.stderr)
+
+
+def _query_model(args, index):
+    """The model to query with: --model, else the one recorded in the index, which must still be there."""
+    path = args.model or index.meta.get("model_path")
+    if args.model is None and path and not Path(path).is_file():
+        raise FormatError(path, "the model this index was built with is not there any more: pass its new path "
+                                "with --model MODEL_FILE")
+    model = load_model(path)
+    check_model(args.index, index.meta.get("model"), model.model_id)
+    check_fits(index, model, args.index)
+    return model
 
 
 def query_command(args) -> int:
     """`minihash query INDEX_DIR QUERY_FILE... [--json]`: load the index and model once, answer each file."""
-    meta = read_manifest(args.index).get("meta", {})
-    model = load_model(args.model or meta.get("model_path"))
-    index = load_index(args.index, expect_model=model.model_id)
+    index = load_index(args.index)
+    model = _query_model(args, index)
     failed = 0
     for q in args.queries:
         try:
@@ -234,16 +293,16 @@ def query_command(args) -> int:
                 print(json.dumps({"query": q, "match": None, "offset_s": None, "score": None, "time_ms": None,
                                   "error": e.reason}))
             else:
-                print(f"{q}: error: {e.reason}", file=sys.stderr)
+                print(shown(f"{q}: error: {e.reason}"), file=sys.stderr)
             continue
         if args.json:
             print(json.dumps({"query": q, "match": m.track, "offset_s": round(m.offset_s, 3),
                               "score": round(m.score, 4), "time_ms": round(m.time_ms, 2)}), flush=True)
         elif m.track is None:
-            print(f"{q}: no match (best score {m.score:.3f} under the threshold {m.threshold:.3f}; "
+            print(f"{shown(q)}: no match (best score {m.score:.3f} under the threshold {m.threshold:.3f}; "
                   f"{m.time_ms:.1f} ms)")
         else:
-            print(f"{q}: {m.track} at {m.offset_s:.2f} s (score {m.score:.3f}, {m.time_ms:.1f} ms)")
+            print(f"{shown(q)}: {shown(m.track)} at {m.offset_s:.2f} s (score {m.score:.3f}, {m.time_ms:.1f} ms)")
     return 1 if failed == len(args.queries) else 0
 
 
@@ -309,6 +368,7 @@ COMMANDS = {"demo": (_add_demo, demo_command), "train": (_add_train, train_from_
 def build_parser() -> argparse.ArgumentParser:
     """The `minihash` parser, one subcommand per entry of COMMANDS."""
     parser = argparse.ArgumentParser(prog="minihash", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"minihash {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
     for add, _ in COMMANDS.values():
         add(sub)
@@ -319,8 +379,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.cmd][1](args)
-    except MinihashError as e:
-        print(f"minihash {args.cmd}: error: {e}", file=sys.stderr)
+    except MinihashError as e:  # one line, naming the file and what to do
+        print(f"minihash {args.cmd}: error: {shown(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"minihash {args.cmd}: interrupted", file=sys.stderr)

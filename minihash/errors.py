@@ -26,3 +26,7 @@ class FormatError(MinihashError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class NothingToIndex(MinihashError, ValueError):
+    """No track to index: none was given, or every one was skipped."""

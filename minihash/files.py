@@ -20,12 +20,14 @@ def cache_dir() -> Path:
 
 
 def sha256(path) -> str:
-    """The hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+    """The hex SHA-256 of a file (a path, or a file opened in binary mode: read from where it is), in 1 MiB blocks."""
+    if hasattr(path, "read"):
+        h = hashlib.sha256()
+        for block in iter(lambda: path.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+        return h.hexdigest()
+    with open(path, "rb") as f:
+        return sha256(f)
 
 
 def temp_name(path: Path) -> Path:

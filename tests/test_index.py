@@ -297,12 +297,12 @@ def test_save_load_round_trip(toy, tmp_path, cls):
 
 
 def _truncate(d):
-    f = d / "emb.npy"
+    f = store.current_dir(d) / "emb.npy"
     f.write_bytes(f.read_bytes()[:-100])
 
 
 def _flip_byte(d):
-    f = d / "codes.npy"
+    f = store.current_dir(d) / "codes.npy"
     b = bytearray(f.read_bytes())
     b[-3] ^= 0x01
     f.write_bytes(bytes(b))
@@ -310,9 +310,10 @@ def _flip_byte(d):
 
 def _edit_manifest(key, value):
     def edit(d):
-        m = json.loads((d / "manifest.json").read_text())
+        f = store.current_dir(d) / "manifest.json"
+        m = json.loads(f.read_text())
         m[key] = value
-        (d / "manifest.json").write_text(json.dumps(m))
+        f.write_text(json.dumps(m))
     return edit
 
 
@@ -322,8 +323,9 @@ def _edit_manifest(key, value):
     (_edit_manifest("version", 99), None, "version 99"),
     (_edit_manifest("names", ["x"] * 6), None, "manifest checksum mismatch"),
     (lambda d: None, "another-model", "built by another model"),
-    (lambda d: (d / "manifest.json").unlink(), None, "not a minihash index"),
-    (lambda d: (d / "starts.npy").unlink(), None, "missing array file"),
+    (lambda d: (d / "CURRENT").unlink(), None, "not a minihash index"),
+    (lambda d: (store.current_dir(d) / "manifest.json").unlink(), None, "manifest is missing"),
+    (lambda d: (store.current_dir(d) / "starts.npy").unlink(), None, "missing array file"),
 ])
 def test_damaged_index_raises_format_error(toy, tmp_path, damage, expect_model, reason):
     build(HashIndex, toy).save(tmp_path / "idx")
@@ -334,23 +336,22 @@ def test_damaged_index_raises_format_error(toy, tmp_path, damage, expect_model, 
 
 
 def test_save_replaces_atomically_and_leaves_no_temporaries(toy, tmp_path, monkeypatch):
+    """A failed save leaves the old index; a kill at every step is tests/test_reliability.py's."""
     target = tmp_path / "idx"
     build(HashIndex, toy, [0, 1]).save(target)
     build(HashIndex, toy, [2, 3, 4]).save(target)  # replace
     assert load_index(target).names == [toy.names[t] for t in (2, 3, 4)]
-    assert os.listdir(tmp_path) == ["idx"]
-    real_save = store.save_npy
+    assert os.listdir(tmp_path) == ["idx"] and len(os.listdir(target)) == 3  # CURRENT, .lock, one version
 
-    def fail_midway(f, a):
-        if str(f).endswith("starts.npy"):
+    def fail_midway(step):
+        if step == "arrays-written":
             raise OSError("disk full")
-        real_save(f, a)
 
-    monkeypatch.setattr(store, "save_npy", fail_midway)
+    monkeypatch.setattr(store, "_step", fail_midway)
     with pytest.raises(OSError):
         build(HashIndex, toy, [5]).save(target)
     monkeypatch.undo()
-    assert os.listdir(tmp_path) == ["idx"]  # the failed save left nothing behind
+    assert os.listdir(tmp_path) == ["idx"] and len(os.listdir(target)) == 3  # the failed save left nothing behind
     assert len(load_index(target).names) == 3  # and the old index is intact
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")

@@ -172,13 +172,15 @@ def calibration_queries(tracks, cfg: EvalConfig, noise, rooms) -> list[np.ndarra
     return out
 
 
-def calibration_negatives(folders=(), per_length: int = 50, seed: int = 0) -> list[np.ndarray]:
+def calibration_negatives(folders=(), per_length: int = 50, seed: int = 0,
+                          notes: list | None = None) -> list[np.ndarray]:
     """Queries of audio that is in no index, as `minihash eval` calibrates on: 1, 2, 3 and 5 s excerpts
     of procedural tracks of a seed kept for this (and of the files under `folders`: music the
     user's index does not hold), clean, in noise at 0-20 dB, in rooms, in rooms and noise. They set
-    the no-match thresholds of `minihash index`, one per query length."""
+    the no-match thresholds of `minihash index`, one per query length. Files of `folders` that are
+    skipped are listed in `notes` ("skipped NAME: reason")."""
     cfg = EvalConfig(n_calibration=per_length, seed=seed)
-    tracks = synth_tracks(20, cfg.synth_seconds, seed=CAL_SEED) + list(load_folders(folders).values())
+    tracks = synth_tracks(20, cfg.synth_seconds, seed=CAL_SEED) + list(load_folders(folders, notes).values())
     return calibration_queries(tracks, cfg, training_noise(split="eval"), eval_rooms(cfg))
 
 

@@ -10,18 +10,22 @@ differ only in how they find the candidates:
 - "faiss": FAISS's indexes, where the optional `faiss` is installed, `baselines.FaissIndex`.
 
 The modules, in data-flow order: buckets (codes into buckets, the probe order), base (the shared
-search), threshold (the no-match threshold), hash and baselines (the methods), store (the folder
-on disk), pipeline (audio in, matches out).
+search), threshold (the no-match threshold), hash and baselines (the methods), manifest (the
+checked description of a saved index), store (the folder on disk: versions under a pointer),
+pipeline (audio in, matches out).
 
 Notebook: 08_search.ipynb
 """
 from __future__ import annotations
 
+import importlib.util
+
 from ..errors import FormatError
 from .base import BaseIndex
 from .baselines import ExhaustiveIndex, FaissIndex, LSHIndex
 from .hash import HashIndex
-from .store import read_manifest
+from .manifest import invalid
+from .store import read_index_dir
 
 # ----------------------------------------------------------------------------
 # the registry: method name -> index class
@@ -36,9 +40,25 @@ def index_class(method: str):
     return METHODS[method]
 
 
+def have_faiss() -> bool:
+    """Whether the optional `faiss` is installed (a "faiss" index needs it)."""
+    return importlib.util.find_spec("faiss") is not None
+
+
 def load_index(path, expect_model: str | None = None) -> BaseIndex:
-    """Load any minihash index (hash, lsh, exhaustive, faiss), dispatching on its manifest's method."""
-    method = read_manifest(path).get("method")
+    """Load any minihash index (hash, lsh, exhaustive, faiss), dispatching on its manifest's method.
+
+    Raises:
+        FormatError: no index there, or a damaged, edited, unreadable one, or one built by another
+            model than `expect_model` (a model id), saying what is wrong and what to do.
+
+    Notebook: 08_search.ipynb
+    """
+    manifest, arrays = read_index_dir(path, expect_model)  # one read: one version, even if replaced meanwhile
+    method = manifest["method"]
     if method not in METHODS:
-        raise FormatError(path, f"unknown index method {method!r}")
-    return METHODS[method].load(path, expect_model)
+        raise invalid(path, f"unknown index method {method!r}")
+    if method == "faiss" and not have_faiss():
+        raise FormatError(path, "a faiss index: loading it needs the optional faiss package (pip install faiss-cpu),"
+                                " or rebuild it with `minihash index` (--method hash)")
+    return METHODS[method].from_stored(path, manifest, arrays)

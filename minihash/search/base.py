@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..errors import FormatError
-from .store import FORMAT, VERSION, read_index_dir, write_index_dir
+from .manifest import FORMAT, VERSION, check_stored, invalid
+from .store import read_index_dir, write_index_dir
 from .threshold import calibrate_threshold
 
 # ----------------------------------------------------------------------------
@@ -355,9 +356,23 @@ class BaseIndex:
         manifest, arrays = read_index_dir(path, expect_model)
         if manifest["method"] != cls.method:
             raise FormatError(path, f"a {manifest['method']} index, not {cls.method}: use load_index")
-        index = cls(manifest["D"], hop_s=manifest["hop_s"], meta=manifest["meta"],
-                    cfg=SearchConfig(**manifest["search"]), **manifest["params"])
+        return cls.from_stored(path, manifest, arrays)
+
+    @classmethod
+    def from_stored(cls, path, manifest: dict, arrays: dict):
+        """The index that a checked manifest (`manifest.check_manifest`) and its arrays describe;
+        FormatError when they do not make one of this method."""
+        try:
+            index = cls(manifest["D"], hop_s=manifest["hop_s"], meta=manifest["meta"],
+                        cfg=SearchConfig(**manifest["search"]), **manifest["params"])
+        except (TypeError, ValueError) as e:
+            raise invalid(path, f"its parameters do not make a {cls.method} index ({e})") from None
+        check_stored(path, manifest, arrays, index._expected(manifest["n_windows"]), getattr(index, "K", None))
         index.names = list(manifest["names"])
         index._restore(arrays)
         index._reindex()
         return index
+
+    def _expected(self, n: int) -> dict:
+        """name -> (shape, dtype) of every array a saved index of this method with n windows holds."""
+        return {"emb": ((n, self.D), "float16"), "track_ids": ((n,), "int32"), "starts": ((n,), "float32")}

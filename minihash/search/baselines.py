@@ -41,6 +41,8 @@ class LSHIndex(BaseIndex):
     def __init__(self, D: int, L: int = 4, K: int = 16, seed: int = 0, **kw):
         super().__init__(D, **kw)
         self.L, self.K, self.seed = int(L), int(K), int(seed)
+        if not (1 <= self.L <= 1024 and 1 <= self.K <= 64):
+            raise ValueError(f"LSH needs 1 to 1024 tables of 1 to 64 bits, got L={L}, K={K}")
         self.W = np.random.default_rng(seed).standard_normal((self.L * self.K, self.D)).astype(np.float32)
 
     def project(self, X) -> np.ndarray:
@@ -77,6 +79,10 @@ class LSHIndex(BaseIndex):
 
     def _arrays(self):
         return {**super()._arrays(), "W": self.W}
+
+    def _expected(self, n):
+        codes = ((n, self.L), "uint32" if self.K <= 32 else "uint64")  # as pack_codes
+        return {**super()._expected(n), "codes": codes, "W": ((self.L * self.K, self.D), "float32")}
 
     def _restore(self, arrays):
         super()._restore(arrays)
@@ -193,3 +199,7 @@ class FaissIndex(BaseIndex):
 
     def _config(self):
         return {"kind": self.kind, "K": self.K, "hnsw_m": self.hnsw_m, "nhash": self.nhash}
+
+    def _expected(self, n):
+        multihash = {"codes": ((n, self.K // 8), "uint8")} if self.kind == "multihash" else {}
+        return {**super()._expected(n), **multihash}

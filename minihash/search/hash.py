@@ -58,6 +58,9 @@ class HashIndex(BaseIndex):
     def _config(self):
         return {"K": self.K}
 
+    def _expected(self, n):
+        return {**super()._expected(n), "codes": ((n,), "uint32" if self.K <= 32 else "uint64")}  # as pack_codes
+
     def stats(self) -> dict:
         """Bucket occupancy (normalised entropy, largest / mean, empty share) and bytes per window."""
         return {**self.table.occupancy(self.K), **super().stats()}

@@ -13,11 +13,29 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import NothingToIndex
 from . import index_class
 from .base import BaseIndex, Match
+from .manifest import invalid
+
+MIN_HOP_S = 0.01  # one frame of the front end (10 ms): no finer hop gives new windows
 
 # ----------------------------------------------------------------------------
 # index, query, calibrate
+
+
+def check_hop(hop_s) -> float:
+    """`hop_s` as seconds between windows, or a ValueError: not a number, not finite, under MIN_HOP_S."""
+    if not (isinstance(hop_s, (int, float, np.floating)) and np.isfinite(hop_s) and hop_s >= MIN_HOP_S):
+        raise ValueError(f"the hop must be a number of seconds >= {MIN_HOP_S:g}, got {hop_s!r}")
+    return float(hop_s)
+
+
+def check_fits(index: BaseIndex, model, path) -> None:
+    """Refuse an index whose windows the model cannot query: other embedding size or number of bits."""
+    K = getattr(index, "K", None) if index.method == "hash" else None
+    if index.D != model.cfg.emb_dim or K not in (None, model.cfg.K):
+        raise invalid(path, f"D = {index.D}, K = {K}, but its model gives D = {model.cfg.emb_dim}, K = {model.cfg.K}")
 
 
 def index_audio(model, tracks, method: str = "hash", hop_s: float = 0.1, meta: dict | None = None,
@@ -38,8 +56,12 @@ def index_audio(model, tracks, method: str = "hash", hop_s: float = 0.1, meta: d
     Returns:
         the index, its `meta["model"]` set to the model's id.
 
+    Raises:
+        NothingToIndex: no tracks (a ValueError).
+
     Notebook: 00_overview.ipynb
     """
+    check_hop(hop_s)
     pairs = tracks.items() if isinstance(tracks, dict) else tracks
     total = len(tracks) if isinstance(tracks, dict) else total
     E, L, T, S, names = [], [], [], [], []
@@ -48,7 +70,7 @@ def index_audio(model, tracks, method: str = "hash", hop_s: float = 0.1, meta: d
         E.append(e), L.append(l), S.append(s), T.append(np.full(len(e), len(names), np.int32))
         names.append(name)
     if not names:
-        raise ValueError("nothing to index: no tracks")
+        raise NothingToIndex("nothing to index: no tracks")
     meta = {"model": model.model_id, **(meta or {})}
     return index_class(method).build(np.concatenate(E), np.concatenate(L), np.concatenate(T),
                                      np.concatenate(S), names, hop_s=hop_s, meta=meta, **params)
@@ -62,6 +84,7 @@ def query_audio(index: BaseIndex, model, x, hop_s: float = 0.5, **kw) -> Match:
 
     Notebook: 00_overview.ipynb
     """
+    check_hop(hop_s)
     t0 = time.perf_counter()
     e, l, s = model.fingerprint_audio(x, hop_s)
     m = index.search(e, l, s, **kw)
