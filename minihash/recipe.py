@@ -192,6 +192,8 @@ def train_from_args(args) -> int:
           f"{len(tracks)} tracks ({hours:.1f} h), {len(noise)} noise sources, "
           f"{'synthetic rooms' if rirs is None else f'{len(rirs)} RIRs'}; {args.steps} steps of batch {args.batch}")
     batches = iter(make_loader(tracks, distorter, args.batch, num_workers=args.workers, seed=args.seed))
+    n_tracks = len(tracks)
+    del tracks  # the loader holds the audio in one buffer: a second copy of hours of audio is gigabytes
     clean, noisy = validation_set(val_tracks, val_distorter, n=2000)
     tcfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, threads=args.threads, seed=args.seed,
                        ckpt=args.ckpt or str(args.out) + ".ckpt", precision=args.precision,
@@ -205,7 +207,7 @@ def train_from_args(args) -> int:
     final = trainer.val_history[-1] if trainer.val_history else trainer.run_validation()
     save_model(model.cpu(), args.out, extra={"train": {
         "preset": args.preset, **({"front_end": front} if front else {}), "hash": args.hash, "steps": trainer.step,
-        "batch": args.batch, "lr": args.lr, "tracks": len(tracks), "hours": round(hours, 2),
+        "batch": args.batch, "lr": args.lr, "tracks": n_tracks, "hours": round(hours, 2),
         "snr_db": list(args.snr), "band": args.band, "masks": args.masks, "precision": trainer.precision,
         **({"budget_min": args.budget_min} if args.budget_min else {}), "music": list(args.music),
         "noise": list(args.noise), "speech": list(args.speech), "synth": args.synth,
