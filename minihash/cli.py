@@ -1,8 +1,8 @@
-"""The command line: `minihash demo / train / index / query / eval / bench-search`.
+"""The command line: `minihash demo / train / index / query / eval / bench-search / bench-train`.
 
 Every command is parsed and dispatched here, each a thin call into its module. The
-contract of `index` and `query` (arguments and JSON output) is fixed by DESIGN.md, since tests,
-benchmarks and users rely on it.
+contract of `index` and `query` (arguments and JSON output) is fixed: tests, benchmarks
+and users rely on it.
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from .bench.report import markdown_table
 from .bench.report import write_report as write_bench_report
 from .bench.run import METHODS as BENCH_METHODS
 from .bench.run import BenchConfig, parse_size, run_benchmark
+from .bench.train_step import markdown as train_step_markdown
+from .bench.train_step import train_step_benchmark
+from .corpus import synth_tracks
 from .distort import CONDITIONS
 from .errors import AudioError, FormatError, MinihashError, NothingToIndex
 from .evaluate.protocol import METHODS as EVAL_METHODS
@@ -30,6 +33,7 @@ from .evaluate.protocol import EvalConfig, grid
 from .evaluate.report import overview_figure
 from .evaluate.run import calibration_negatives, run_eval
 from .modelfile import SHIPPED, load_model
+from .pairs import training_noise
 from .recipe import train_from_args
 from .search import METHODS as INDEX_METHODS
 from .search import load_index
@@ -95,8 +99,20 @@ def _add_train(sub):
                         "as the shipped model)")
     p.add_argument("--mels", type=int, default=None, metavar="N", help="mel bands of the front end (default: the preset's)")
     p.add_argument("--n-fft", type=int, default=None, metavar="N", help="FFT size of the front end (default: the preset's)")
+    p.add_argument("--log", choices=["log", "db"], default=None,
+                   help="log-mel compression: natural log, or dB floored 80 dB under each window's maximum "
+                        "(default: the preset's)")
+    p.add_argument("--stem", choices=["patch", "conv"], default=None,
+                   help="tokens from full-band patches or from strided 3x3 convolutions (default: the preset's)")
+    p.add_argument("--masks", type=float, default=0.0, metavar="P",
+                   help="share of distorted views given SpecAugment time/frequency masks and a cut-out (0: none)")
     p.add_argument("--hash", choices=["ot", "sign", "none"], default="ot", help="hash loss: OT-balanced, plain sign (baseline), none")
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--budget-min", type=float, default=None, metavar="MIN",
+                   help="train for this many minutes of step time (CPU time per thread, every resumed run counted): "
+                        "sets --steps from the measured step time, for comparisons at an equal budget")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16 autocast for the network; auto: where the CPU has AVX512-BF16 or AMX")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=100)
@@ -357,12 +373,33 @@ def bench_command(args) -> int:
     return 0
 
 
+def _add_bench_train(sub):
+    p = sub.add_parser("bench-train", help="what a training step costs here: fp32/bf16, pair workers, stems")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--music", nargs="*", default=[], help="folders of music (default: 40 procedural tracks)")
+    p.add_argument("--noise", nargs="*", default=[], help="folders of noise (default: the procedural noise bank)")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=10, help="steps measured per variant, after 3 warm-up steps")
+    p.add_argument("--threads", type=int, default=None)
+
+
+def bench_train_command(args) -> int:
+    """`minihash bench-train`: see `minihash bench-train --help`."""
+    _set_threads(args.threads)
+    tracks = [t for d in args.music for t in AudioFolder(d).tracks] or synth_tracks(40, 30.0)
+    rows = train_step_benchmark(tracks, training_noise(args.noise, (), split="train"), preset=args.preset,
+                                batch=args.batch, steps=args.steps)
+    print(train_step_markdown(rows, torch.get_num_threads()))
+    return 0
+
+
 # ----------------------------------------------------------------------------
 # parse and dispatch
 
 COMMANDS = {"demo": (_add_demo, demo_command), "train": (_add_train, train_from_args),
             "index": (_add_index, index_command), "query": (_add_query, query_command),
-            "eval": (_add_eval, eval_command), "bench-search": (_add_bench, bench_command)}
+            "eval": (_add_eval, eval_command), "bench-search": (_add_bench, bench_command),
+            "bench-train": (_add_bench_train, bench_train_command)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,9 @@
 The transformer follows Singh, Demuynck and Arora, "Simultaneously learning
 robust audio embeddings and balanced hash codes for query-by-example" (ICASSP
 2023, arXiv 2211.11060): the log-mel image of a 1 s window is cut into ten
-full-band 100 ms patches, each patch becomes a token, a pre-norm transformer
+full-band 100 ms patches, each patch becomes a token (or, with `stem="conv"`, a few
+strided 3x3 convolutions make tokens that are local in time and frequency: Xiao et
+al., "Early convolutions help transformers see better", NeurIPS 2021), a pre-norm transformer
 lets the tokens attend to each other, and two heads read the pooled result: an
 embedding head (L2-normalised, for re-ranking) and a hash head (K logits, whose
 signs are the K-bit code of the hash table). `Encoder` is what every minihash
@@ -27,9 +29,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .audio import segment
-from .spectrogram import LogMel, MelConfig
+from .spectrogram import TOP_DB, LogMel, MelConfig
 
 ARCHS = ("transformer", "cnn")
+STEMS = ("patch", "conv")
+STEM_LAYERS = 3  # stride-2 convolutions of the conv stem: 64 x 101 log-mel -> 8 x 13 cells
 PRESETS = {
     # trains on a 2-core CPU in minutes: for tests, CI and the notebooks
     "tiny": dict(width=64, depth=2, heads=4, ff=128),
@@ -51,6 +55,9 @@ class ModelConfig:
     mel: MelConfig = field(default_factory=MelConfig)
     arch: str = "transformer"  # "transformer" (Singh et al.) or "cnn" (NAFP)
     patch_frames: int = 10  # 100 ms full-band patches: 100 frames -> 10 tokens
+    stem: str = "patch"  # "patch": full-band patches (the paper); "conv": strided 3x3 convolutions (Xiao et al.)
+    stem_channels: int = 16  # the conv stem's channels: c, 2c, 4c
+    stem_bands: int = 1  # the conv stem's tokens per time step: its 8 frequency rows in this many bands
     width: int = 128  # token size; for the CNN the channels of the first block (doubled every 2 blocks)
     depth: int = 4  # transformer blocks; for the CNN separable-conv blocks (at most 8)
     heads: int = 4
@@ -65,6 +72,11 @@ class ModelConfig:
             self.mel = MelConfig(**self.mel)
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+        if self.stem == "conv" and _halved(self.mel.n_mels, STEM_LAYERS) % self.stem_bands:
+            raise ValueError(f"the conv stem's {_halved(self.mel.n_mels, STEM_LAYERS)} frequency rows do not split "
+                             f"into {self.stem_bands} bands")
         if self.arch == "transformer" and (self.width % self.heads or self.n_tokens < 1):
             raise ValueError(f"need width % heads == 0 and >= 1 patch, got width={self.width}, "
                              f"heads={self.heads}, {self.n_frames} frames / {self.patch_frames}")
@@ -84,6 +96,8 @@ class ModelConfig:
 
     @property
     def n_tokens(self) -> int:
+        if self.stem == "conv":  # 101 frames -> 51 -> 26 -> 13 time steps, times the bands
+            return _halved(self.n_frames, STEM_LAYERS) * self.stem_bands
         return self.n_frames // self.patch_frames  # 101 frames -> 10 tokens, the last frame is dropped
 
     @classmethod
@@ -99,6 +113,22 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(**d)
+
+
+def _halved(n: int, times: int) -> int:
+    """The length after `times` stride-2 convolutions with kernel 3 and padding 1: ceil(n / 2) each time."""
+    for _ in range(times):
+        n = (n + 1) // 2
+    return n
+
+
+def prepare_window(S: torch.Tensor, mel: MelConfig) -> torch.Tensor:
+    """What an encoder sees of a window's log-mel: in dB (`mel.log == "db"`), floored `TOP_DB` under
+    the window's own maximum, so that near-silent bands do not dominate; then `normalize_window`.
+    (B, n_mels, frames) -> same."""
+    if mel.log == "db":
+        S = torch.maximum(S, S.amax(dim=(1, 2), keepdim=True) - TOP_DB)  # (B, n_mels, frames)
+    return normalize_window(S)
 
 
 def normalize_window(S: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -130,6 +160,35 @@ class PatchEmbed(nn.Module):
         X = S[:, :, : self.N * self.P].reshape(B, M, self.N, self.P)  # (B, M, N, P)
         X = X.permute(0, 2, 1, 3).reshape(B, self.N, M * self.P)  # (B, N, M*P), mel-major as Conv2d
         return self.proj(X)  # (B, N, width)
+
+
+class ConvStem(nn.Module):
+    """Strided 3x3 convolutions to tokens (Xiao et al., NeurIPS 2021): (B, n_mels, frames) -> (B, N, width).
+
+    Three stride-2 convolutions (c, 2c, 4c channels, each with a layer norm and GELU) turn the
+    64 x 101 log-mel into 8 x 13 cells that each see a 15 x 15 neighbourhood (a 560 Hz-ish band,
+    150 ms); each time step's rows, in `stem_bands` bands, are mapped linearly to a token. A patch
+    embedding is one big linear map that must learn locality from data; the convolutions start
+    with it, which is what helps a small transformer learn from little data.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        chans = [1] + [cfg.stem_channels << i for i in range(STEM_LAYERS)]  # 1, c, 2c, 4c
+        layers = []
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.GroupNorm(1, c_out), nn.GELU()]
+        self.convs = nn.Sequential(*layers)
+        self.bands = cfg.stem_bands
+        rows = _halved(cfg.mel.n_mels, STEM_LAYERS) // cfg.stem_bands
+        self.proj = nn.Linear(chans[-1] * rows, cfg.width)
+
+    def forward(self, S: torch.Tensor) -> torch.Tensor:
+        x = self.convs(S.unsqueeze(1))  # (B, C, F', T')
+        B, C, Fp, Tp = x.shape
+        x = x.reshape(B, C, self.bands, Fp // self.bands, Tp)  # (B, C, bands, rows, T')
+        x = x.permute(0, 2, 4, 1, 3).reshape(B, self.bands * Tp, C * (Fp // self.bands))  # (B, N, C * rows)
+        return self.proj(x)  # (B, N, width)
 
 
 class SelfAttention(nn.Module):
@@ -185,14 +244,16 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.frontend = LogMel(cfg.mel)
+        self.frontend = LogMel(cfg.mel, floor=False)  # a dB floor is per window (`prepare_window`)
 
     def forward(self, x: torch.Tensor):
         """(B, T) raw windows (T = win_s * sr) -> (emb (B, emb_dim) unit norm, logits (B, K))."""
         if x.dim() != 2 or x.shape[1] != self.cfg.n_samples:
             raise ValueError(f"expected windows of shape (B, {self.cfg.n_samples}) ({self.cfg.win_s} s at "
                              f"{self.cfg.mel.sr} Hz), got {tuple(x.shape)}")
-        return self.encode_mel(self.frontend(x))
+        with torch.autocast(x.device.type, enabled=False):  # the front end stays float32 under bf16 autocast
+            S = self.frontend(x)
+        return self.encode_mel(S)
 
     @contextmanager
     def _eval_mode(self):
@@ -301,7 +362,7 @@ class Fingerprinter(Encoder):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        self.patch = PatchEmbed(cfg)
+        self.patch = ConvStem(cfg) if cfg.stem == "conv" else PatchEmbed(cfg)
         self.pos = nn.Parameter(0.02 * torch.randn(1, cfg.n_tokens, cfg.width))  # (1, N, D)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
@@ -311,7 +372,7 @@ class Fingerprinter(Encoder):
 
     def encode_mel(self, S: torch.Tensor, return_attn: bool = False):
         """(B, n_mels, frames) log-mel -> (emb (B, emb_dim), logits (B, K)) [, attn (B, depth, heads, N, N)]."""
-        x = self.drop(self.patch(normalize_window(S)) + self.pos)  # (B, N, D)
+        x = self.drop(self.patch(prepare_window(S, self.cfg.mel)) + self.pos)  # (B, N, D)
         maps = []
         for block in self.blocks:
             x, A = block(x, return_attn)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .encoder import Encoder, ModelConfig, normalize_window
+from .encoder import Encoder, ModelConfig, prepare_window
 
 
 class SepConv(nn.Module):
@@ -55,7 +55,7 @@ class ConvEncoder(Encoder):
 
     def encode_mel(self, S: torch.Tensor):
         """(B, n_mels, frames) log-mel -> (emb (B, emb_dim), logits (B, K))."""
-        x = self.convs(normalize_window(S).unsqueeze(1))  # (B, h, F', T'): 1 x 1 for NAFP's input
+        x = self.convs(prepare_window(S, self.cfg.mel).unsqueeze(1))  # (B, h, F', T'): 1 x 1 for NAFP's input
         h = x.mean(dim=(2, 3))  # (B, h); NAFP flattens, the same when F' = T' = 1
         emb = F.normalize(self.split_head(h.unsqueeze(-1)).squeeze(-1), dim=-1)  # (B, emb_dim)
         return emb, self.hash_head(h)

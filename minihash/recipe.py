@@ -25,7 +25,8 @@ from .encoder import ModelConfig, count_parameters
 from .modelfile import build_model, save_model
 from .ot import bucket_stats, ot_hash_loss, sign_codes, sign_hash_loss
 from .pairs import load_rirs, make_loader, random_windows, training_noise
-from .train import TrainConfig, Trainer
+from .spectrogram import MaskConfig, spec_augment
+from .train import TrainConfig, Trainer, step_cpu_s
 
 # ----------------------------------------------------------------------------
 # the objective: contrastive embeddings + balanced (or plain) hash codes
@@ -39,22 +40,37 @@ class LossConfig:
     ot_eps: float = 0.1  # per bit: a bit of confidence |tanh(l / tau)| = eps moves its target by 2 nats
     ot_tau: float = 1.0  # scales the logits inside the hash losses (OT and sign alike)
     ot_iters: int = 3
+    masks: MaskConfig | None = None  # SpecAugment masks and cut-outs on the distorted view (None: off)
 
 
 def fingerprint_loss(model, batch, cfg: LossConfig = LossConfig()):
     """The training objective for a (clean, distorted) batch.
 
     Args:
-        model: maps (B, T) windows to (emb (B, D), logits (B, K)).
+        model: an `Encoder`: maps (B, T) windows to (emb (B, D), logits (B, K)) through its
+            `frontend` (log-mel) and `encode_mel`.
         batch: (clean (B, T), distorted (B, T)).
-        cfg: weights and temperatures.
+        cfg: weights and temperatures, and the masks on the distorted view's log-mel.
 
     Returns:
-        (loss, logs) with logs holding the parts of the loss and the in-batch top-1.
+        (loss, logs) with logs holding the parts of the loss and the in-batch top-1. Under bf16
+        autocast only the network runs in bf16: the losses (Sinkhorn's exponentials, the
+        temperature-scaled similarities) are computed in float32.
     """
     clean, noisy = batch
-    e, l = model(torch.cat([clean, noisy]))  # (2B, D), (2B, K)
     B = clean.shape[0]
+    if cfg.masks is None:
+        e, l = model(torch.cat([clean, noisy]))  # (2B, D), (2B, K)
+    else:
+        with torch.autocast(clean.device.type, enabled=False):
+            S = model.frontend(torch.cat([clean, noisy]))  # (2B, n_mels, frames)
+            S = torch.cat([S[:B], spec_augment(S[B:], cfg.masks)])
+        e, l = model.encode_mel(S)
+    with torch.autocast(clean.device.type, enabled=False):
+        return _objective(e.float(), l.float(), B, cfg)
+
+
+def _objective(e: torch.Tensor, l: torch.Tensor, B: int, cfg: LossConfig):
     e1, e2, l1, l2 = e[:B], e[B:], l[:B], l[B:]
     L_con = nt_xent(e1, e2, cfg.tau)
     if cfg.hash == "ot":
@@ -128,6 +144,18 @@ def validation_set(tracks, distorter, n: int = 2000, seed: int = 1234, sr: int =
 # putting it together: data, distortions, model, trainer (used by `minihash train`)
 
 
+def model_config(args) -> tuple[ModelConfig, dict]:
+    """The preset of `minihash train --preset`, with the front end and stem options applied; and the
+    front-end changes alone (recorded in the model file)."""
+    cfg = ModelConfig.preset(args.preset)
+    front = {k: v for k, v in (("n_mels", args.mels), ("n_fft", args.n_fft), ("log", args.log)) if v is not None}
+    if front:  # another front end for the same network (the patch embedding adapts to it)
+        cfg = replace(cfg, mel=replace(cfg.mel, **front))
+    if args.stem:
+        cfg = replace(cfg, stem=args.stem)
+    return cfg, front
+
+
 def train_from_args(args) -> int:
     """`minihash train`: data, distortions, model and `Trainer`, from the parsed arguments (`minihash train --help`).
 
@@ -148,6 +176,8 @@ def train_from_args(args) -> int:
         raise SystemExit("minihash train: no training audio: use --synth N and/or --music DIR")
     noise = training_noise(args.noise, args.speech, split="train")
     rirs = load_rirs(args.rirs) if args.rirs else None
+    if not 0.0 <= args.masks <= 1.0:
+        raise SystemExit(f"minihash train: --masks is a share of training pairs, between 0 and 1, got {args.masks}")
     if not 0.0 <= args.band <= 1.0:
         raise SystemExit(f"minihash train: --band is a share of training pairs, between 0 and 1, got {args.band}")
     dcfg = DistortConfig(snr_db=tuple(args.snr), p_band=args.band)
@@ -155,20 +185,20 @@ def train_from_args(args) -> int:
     val_noise = training_noise(args.noise, args.speech, split="eval")
     val_distorter = Distorter(dcfg, val_noise, None, seed=1)  # rooms and noise not seen in training
 
-    cfg = ModelConfig.preset(args.preset)
-    front = {k: v for k, v in (("n_mels", args.mels), ("n_fft", args.n_fft)) if v is not None}
-    if front:  # another front end for the same network (the patch embedding adapts to it)
-        cfg = replace(cfg, mel=replace(cfg.mel, **front))
+    cfg, front = model_config(args)
     model = build_model(cfg)
     hours = sum(len(t) for t in tracks) / SR / 3600
     print(f"training {args.preset} ({count_parameters(model) / 1e6:.2f} M parameters, hash={args.hash}) on "
           f"{len(tracks)} tracks ({hours:.1f} h), {len(noise)} noise sources, "
           f"{'synthetic rooms' if rirs is None else f'{len(rirs)} RIRs'}; {args.steps} steps of batch {args.batch}")
     batches = iter(make_loader(tracks, distorter, args.batch, num_workers=args.workers, seed=args.seed))
+    n_tracks = len(tracks)
+    del tracks  # the loader holds the audio in one buffer: a second copy of hours of audio is gigabytes
     clean, noisy = validation_set(val_tracks, val_distorter, n=2000)
     tcfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, threads=args.threads, seed=args.seed,
-                       ckpt=args.ckpt or str(args.out) + ".ckpt")
-    lcfg = LossConfig(hash=args.hash)
+                       ckpt=args.ckpt or str(args.out) + ".ckpt", precision=args.precision,
+                       budget_s=args.budget_min * 60 if args.budget_min else None)
+    lcfg = LossConfig(hash=args.hash, masks=MaskConfig(p=args.masks) if args.masks > 0 else None)
     t0 = time.time()
     trainer = Trainer(model, lambda m, b: fingerprint_loss(m, b, lcfg), batches, tcfg,
                       validate=make_validator(clean, noisy))
@@ -176,11 +206,14 @@ def train_from_args(args) -> int:
     trainer.run()
     final = trainer.val_history[-1] if trainer.val_history else trainer.run_validation()
     save_model(model.cpu(), args.out, extra={"train": {
-        "preset": args.preset, **({"front_end": front} if front else {}), "hash": args.hash, "steps": args.steps,
-        "batch": args.batch, "lr": args.lr, "tracks": len(tracks), "hours": round(hours, 2),
-        "snr_db": list(args.snr), "band": args.band, "music": list(args.music), "noise": list(args.noise),
-        "speech": list(args.speech), "synth": args.synth, "wall_s": round(time.time() - t0, 1),
+        "preset": args.preset, **({"front_end": front} if front else {}), "hash": args.hash, "steps": trainer.step,
+        "batch": args.batch, "lr": args.lr, "tracks": n_tracks, "hours": round(hours, 2),
+        "snr_db": list(args.snr), "band": args.band, "masks": args.masks, "precision": trainer.precision,
+        **({"budget_min": args.budget_min} if args.budget_min else {}), "music": list(args.music),
+        "noise": list(args.noise), "speech": list(args.speech), "synth": args.synth,
+        "wall_s": round(time.time() - t0, 1),
         "step_s": round(sum(h.get("sec", 0.0) for h in trainer.history), 1),  # every step, earlier runs included
+        "step_cpu_s": round(step_cpu_s(trainer.history), 1), "segments": trainer.segments,
         **({"resumed_from_step": start} if start else {}), "validation": final}})
     print(f"wrote {args.out}: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items() if isinstance(v, float)))
     return 0

@@ -19,6 +19,8 @@ import torchaudio
 
 from .audio import SR
 
+TOP_DB = 80.0  # the dB floor: this far under the maximum
+
 
 @dataclass
 class MelConfig:
@@ -28,7 +30,7 @@ class MelConfig:
     n_mels: int = 64
     f_min: float = 300.0
     f_max: float = 4000.0
-    log: str = "log"  # "log": natural log of (power + eps); "db": 10 log10, top 80 dB kept
+    log: str = "log"  # "log": natural log of (power + eps); "db": 10 log10, the top TOP_DB kept
     eps: float = 1e-6
 
     def frames(self, n_samples: int) -> int:
@@ -44,6 +46,7 @@ class LogMel(nn.Module):
 
     Args:
         cfg: the parameters.
+        floor: with `cfg.log == "db"`, keep the top `TOP_DB` of each signal of the batch.
 
     Shapes:
         (B, T) or (T,) samples -> (B, n_mels, frames) or (n_mels, frames).
@@ -51,9 +54,10 @@ class LogMel(nn.Module):
     Notebook: 01_audio_and_spectrograms.ipynb
     """
 
-    def __init__(self, cfg: MelConfig | None = None):
+    def __init__(self, cfg: MelConfig | None = None, floor: bool = True):
         super().__init__()
         self.cfg = cfg = cfg or MelConfig()
+        self.floor = floor  # with log="db": keep the top TOP_DB of each signal (an encoder floors each window)
         if cfg.log not in ("log", "db"):
             raise ValueError(f"log must be 'log' or 'db', got {cfg.log!r}")
         if not 0 <= cfg.f_min < cfg.f_max <= cfg.sr / 2:
@@ -70,8 +74,9 @@ class LogMel(nn.Module):
         if self.cfg.log == "log":
             return torch.log(S + self.cfg.eps)
         db = 10.0 * torch.log10(S + self.cfg.eps)
-        top = db.amax(dim=(-2, -1), keepdim=True)
-        return torch.maximum(db, top - 80.0)
+        if not self.floor:
+            return db
+        return torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - TOP_DB)
 
 
 def log_mel(x, cfg: MelConfig | None = None) -> torch.Tensor:
@@ -88,3 +93,68 @@ def log_mel(x, cfg: MelConfig | None = None) -> torch.Tensor:
         x = torch.as_tensor(x, dtype=torch.float32)
     with torch.no_grad():
         return LogMel(cfg)(x)
+
+
+# ----------------------------------------------------------------------------
+# SpecAugment: masks on the distorted view's log-mel during training
+
+
+@dataclass
+class MaskConfig:
+    """Time and frequency masks (Park et al., SpecAugment, Interspeech 2019) and cut-out rectangles
+    (DeVries and Taylor 2017), as the Neural Audio Fingerprint trains with them: parts of the
+    replica hidden, so the embedding cannot lean on any one band or moment."""
+    p: float = 1.0  # share of windows masked
+    time_masks: int = 2
+    time_width: int = 10  # frames (10 ms each): each mask is 0..width wide
+    freq_masks: int = 2
+    freq_width: int = 8  # mel bands
+    cutouts: int = 1
+    cut_time: int = 20  # frames
+    cut_freq: int = 16  # mel bands
+
+
+def _spans(B: int, n: int, size: int, width: int, generator=None):
+    """n random spans per item over an axis of `size`: widths uniform in 0..width, starts uniform."""
+    w = torch.randint(0, min(width, size) + 1, (B, n), generator=generator)  # (B, n)
+    start = (torch.rand(B, n, generator=generator) * (size - w + 1)).long()  # (B, n)
+    return start, w
+
+
+def draw_masks(B: int, M: int, T: int, cfg: MaskConfig, generator=None) -> dict:
+    """The random part of `spec_augment`: which items, and where each mask and cut-out lies."""
+    return {"apply": torch.rand(B, generator=generator) < cfg.p,
+            "time": _spans(B, cfg.time_masks, T, cfg.time_width, generator),
+            "freq": _spans(B, cfg.freq_masks, M, cfg.freq_width, generator),
+            "cut_t": _spans(B, cfg.cutouts, T, cfg.cut_time, generator),
+            "cut_f": _spans(B, cfg.cutouts, M, cfg.cut_freq, generator)}
+
+
+def _inside(spans, size: int) -> torch.Tensor:
+    start, w = spans  # (B, n) each
+    i = torch.arange(size)
+    return (i >= start[..., None]) & (i < (start + w)[..., None])  # (B, n, size)
+
+
+def apply_masks(S: torch.Tensor, draws: dict) -> torch.Tensor:
+    """Fill the drawn masks with each window's mean level. (B, M, T) -> (B, M, T), a new tensor."""
+    B, M, T = S.shape
+    hide = _inside(draws["time"], T).any(1)[:, None, :] | _inside(draws["freq"], M).any(1)[:, :, None]  # (B, M, T)
+    cut = _inside(draws["cut_f"], M)[:, :, :, None] & _inside(draws["cut_t"], T)[:, :, None, :]  # (B, n, M, T)
+    hide = (hide | cut.any(1)) & draws["apply"][:, None, None]
+    return torch.where(hide, S.mean(dim=(1, 2), keepdim=True), S)
+
+
+def spec_augment(S: torch.Tensor, cfg: MaskConfig | None = None, generator=None) -> torch.Tensor:
+    """Random time/frequency masks and cut-outs on a batch of log-mels, filled with each window's mean.
+
+    Args:
+        S: (B, n_mels, frames) log-mel.
+        cfg: how many masks, how wide, for which share of the windows.
+        generator: a torch.Generator (None: torch's global one).
+
+    Returns:
+        (B, n_mels, frames), masked.
+    """
+    B, M, T = S.shape
+    return apply_masks(S, draw_masks(B, M, T, cfg or MaskConfig(), generator))

@@ -3,7 +3,8 @@
 The `Trainer` follows minGPT's trainer: it is handed a model, a loss function
 `loss_fn(model, batch) -> (loss, logs)` and an endless iterator of batches, and
 does only the mechanics: AdamW, linear warm-up then cosine decay, gradient
-clipping, a tqdm bar, periodic validation, checkpoints and resume. What it is
+clipping, bfloat16 autocast where the processor computes in it natively, a budget
+of step time, a tqdm bar, periodic validation, checkpoints and resume. What it is
 handed for a fingerprinter (the objective of Singh et al. 2023, the data, the
 validation) is the recipe, in `recipe`.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .errors import FormatError
 from .files import temp_name
+from .machine import cpu_has_bf16, machine_info
 
 
 @dataclass
@@ -38,6 +41,8 @@ class TrainConfig:
     ckpt: str | None = None  # checkpoint file (resumed from if it exists)
     threads: int | None = None  # torch threads on the CPU (None: all cores)
     device: str = "auto"  # "auto": CUDA when present
+    precision: str = "fp32"  # "fp32", "bf16" (autocast) or "auto": bf16 where the CPU has AVX512-BF16/AMX
+    budget_s: float | None = None  # stop when the steps' CPU time reaches this (every run's steps counted)
     seed: int = 0
     progress: bool = True
 
@@ -54,6 +59,23 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """"fp32" or "bf16". "auto" takes bf16 where it is native (AVX512-BF16 or AMX on a CPU, a GPU
+    that supports it): emulated bf16 is slower than fp32."""
+    if name not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {name!r}")
+    if name != "auto":
+        return name
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+    return "bf16" if native else "fp32"
+
+
+def step_cpu_s(history) -> float:
+    """The CPU time of the steps in `history` per torch thread: on a quiet machine, their wall time;
+    on a busy one it does not grow with the other jobs, so budgets stay comparable."""
+    return sum(h.get("cpu", h.get("sec", 0.0)) / h.get("threads", 1) for h in history)
 
 
 # ----------------------------------------------------------------------------
@@ -81,6 +103,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.device = pick_device(cfg.device)
+        self.precision = pick_precision(cfg.precision, self.device)
         self.model = model.to(self.device)
         self.loss_fn, self.batches, self.validate = loss_fn, batches, validate
         self.callbacks = list(callbacks)
@@ -91,27 +114,18 @@ class Trainer:
         self.step = 0
         self.history: list[dict] = []  # one dict of logs per step
         self.val_history: list[dict] = []  # one dict per validation, with its step
+        self.segments: list[dict] = []  # one dict per run (a resumed run adds one): steps, time, machine
         if cfg.ckpt and Path(cfg.ckpt).exists():
             self.load_checkpoint(cfg.ckpt)
 
     def run(self) -> "Trainer":
         cfg = self.cfg
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step", disable=not cfg.progress)
+        self._begin_segment()
         self.model.train()
         while self.step < cfg.steps:
-            t0 = time.perf_counter()
-            batch = tuple(b.to(self.device, non_blocking=True) for b in next(self.batches))
-            for g in self.opt.param_groups:
-                g["lr"] = lr_at(self.step, cfg)
-            loss, logs = self.loss_fn(self.model, batch)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
-            self.opt.step()
-            self.step += 1
-            logs = {"step": self.step, "loss": loss.item(), "lr": lr_at(self.step - 1, cfg),
-                    "grad_norm": float(gnorm), "sec": time.perf_counter() - t0, **logs}
-            self.history.append(logs)
+            logs = self._one_step()
+            bar.total = cfg.steps  # a time budget may have set the number of steps
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.3f}")
             for cb in self.callbacks:
@@ -122,6 +136,51 @@ class Trainer:
                 self.save_checkpoint(cfg.ckpt)
         bar.close()
         return self
+
+    def _one_step(self) -> dict:
+        cfg = self.cfg
+        t0, c0 = time.perf_counter(), time.process_time()
+        batch = tuple(b.to(self.device, non_blocking=True) for b in next(self.batches))
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, cfg)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            loss, logs = self.loss_fn(self.model, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+        self.opt.step()
+        self.step += 1
+        logs = {"step": self.step, "loss": loss.item(), "lr": lr_at(self.step - 1, cfg), "grad_norm": float(gnorm),
+                "sec": time.perf_counter() - t0, "cpu": time.process_time() - c0, "threads": torch.get_num_threads(),
+                **logs}
+        self.history.append(logs)
+        self._end_segment()
+        if cfg.budget_s:
+            self._fit_budget()
+        return logs
+
+    def _fit_budget(self, probe: int = 20) -> None:
+        """Set the number of steps so that the steps' CPU time (every run's) ends at `budget_s`: after
+        `probe` steps of this run, from their median (the cosine schedule follows the new length)."""
+        seg = self.segments[-1]
+        done = self.step - seg["start_step"]
+        if done == probe or (done > probe and done % 250 == 0):  # and re-fitted now and then
+            recent = [h["cpu"] / h["threads"] for h in self.history[-probe:]]
+            left = self.cfg.budget_s - step_cpu_s(self.history)
+            self.cfg.steps = self.step + max(0, math.ceil(left / statistics.median(recent)))
+
+    def _begin_segment(self) -> None:
+        m = machine_info()
+        self.segments.append({"start_step": self.step, "end_step": self.step, "step_s": 0.0, "step_cpu_s": 0.0,
+                              "precision": self.precision, "device": str(self.device), "cpu": m["cpu"],
+                              "threads": torch.get_num_threads(), "torch": str(m["torch"]),
+                              "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+    def _end_segment(self) -> None:
+        seg, h = self.segments[-1], self.history[-1]
+        seg["end_step"] = self.step
+        seg["step_s"] = round(seg["step_s"] + h["sec"], 3)
+        seg["step_cpu_s"] = round(seg["step_cpu_s"] + h["cpu"] / h["threads"], 3)
 
     def run_validation(self) -> dict:
         self.model.eval()
@@ -140,7 +199,8 @@ class Trainer:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
-                 "history": self.history, "val_history": self.val_history, "cfg": asdict(self.cfg)}
+                 "history": self.history, "val_history": self.val_history, "segments": self.segments,
+                 "cfg": asdict(self.cfg)}
         tmp = temp_name(path)
         try:
             torch.save(state, tmp)
@@ -158,3 +218,4 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
         self.val_history = list(state.get("val_history", []))
+        self.segments = list(state.get("segments", []))

@@ -318,3 +318,69 @@ def test_invalid_config_in_json_is_refused(saved):
     _forge_json(saved, config={"arch": "rnn"})
     with pytest.raises(FormatError, match="invalid model config"):
         load_model(saved)
+
+
+# ---- the convolutional stem and the dB front end
+
+
+def test_conv_stem_tokens_and_shapes():
+    cfg = ModelConfig.preset("tiny", stem="conv")
+    assert cfg.n_tokens == 13  # 101 frames -> 51 -> 26 -> 13
+    assert ModelConfig.preset("tiny", stem="conv", stem_bands=2).n_tokens == 26
+    with pytest.raises(ValueError, match="bands"):
+        ModelConfig.preset("tiny", stem="conv", stem_bands=3)
+    with pytest.raises(ValueError, match="stem"):
+        ModelConfig.preset("tiny", stem="cnn")
+    for bands in (1, 2):
+        model = build_model(ModelConfig.preset("tiny", stem="conv", stem_bands=bands)).eval()
+        e, l = model(_music(3))
+        assert e.shape == (3, 128) and l.shape == (3, 16)
+        torch.testing.assert_close(e.norm(dim=1), torch.ones(3))
+
+
+def test_conv_stem_equals_a_naive_reference():
+    from minihash.encoder import ConvStem
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("tiny", stem="conv", stem_bands=2)
+    stem = ConvStem(cfg).eval()
+    S = torch.randn(2, 64, 101)
+    x = S.unsqueeze(1)
+    for layer in stem.convs:
+        x = layer(x)
+    B, C, Fp, Tp = x.shape
+    rows = Fp // 2
+    want = torch.stack([torch.stack([stem.proj(x[b, :, band * rows:(band + 1) * rows, t].reshape(-1))
+                                     for band in range(2) for t in range(Tp)]) for b in range(B)])
+    torch.testing.assert_close(stem(S), want)
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_db_front_end_slices_like_windows(stem):
+    """fingerprint_audio cuts windows out of one log-mel of the whole signal; with the dB front end
+    each window is floored under its own maximum, as when it is fingerprinted on its own."""
+    from minihash.audio import segment
+    from minihash.encoder import prepare_window
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("tiny", stem=stem)
+    cfg = ModelConfig.from_dict({**cfg.to_dict(), "mel": {**cfg.to_dict()["mel"], "log": "db"}})
+    model = build_model(cfg).eval()
+    x = _music(1, T=24000)[0].numpy()
+    e, _, _ = model.fingerprint_audio(x, hop_s=0.5)
+    e2, _ = model.fingerprint(segment(x, 8000, 1.0, 0.5)[0])
+    assert (e * e2).sum(1).min() > 0.99  # the same up to the STFT's edge frames (context, not reflection)
+    S = 10 * torch.randn(3, 64, 101)
+    S[1] -= 90  # a window 90 dB down keeps its own 80 dB of range
+    P = prepare_window(S, cfg.mel)
+    for b in range(3):
+        torch.testing.assert_close(P[b], prepare_window(S[b:b + 1], cfg.mel)[0])
+    assert float(P[1].std()) > 0.99
+
+
+def test_model_files_without_stem_fields_load_as_patch(saved):
+    meta = json.loads(saved.with_suffix(".json").read_text())
+    for k in ("stem", "stem_channels", "stem_bands"):
+        meta["config"].pop(k, None)
+    saved.with_suffix(".json").write_text(json.dumps(meta))
+    assert load_model(saved).cfg.stem == "patch"

@@ -52,3 +52,55 @@ def test_batched_equals_one_by_one_and_db_mode():
     assert (S.amax((-2, -1), keepdim=True) - S).max() <= 80.0 + 1e-4
     with pytest.raises(ValueError):
         LogMel(MelConfig(f_max=5000))
+
+
+# ---- SpecAugment masks
+
+
+def test_masks_equal_a_naive_loop():
+    from minihash.spectrogram import MaskConfig, apply_masks, draw_masks
+
+    S = torch.randn(6, 64, 101)
+    cfg = MaskConfig(p=0.7, time_masks=3, freq_masks=2, cutouts=2)
+    draws = draw_masks(6, 64, 101, cfg, torch.Generator().manual_seed(0))
+    got = apply_masks(S, draws)
+    want = S.clone()
+    for b in range(6):
+        if not draws["apply"][b]:
+            continue
+        fill = S[b].mean()
+        for (starts, widths), axis in ((draws["time"], "t"), (draws["freq"], "f")):
+            for s, w in zip(starts[b].tolist(), widths[b].tolist()):
+                for i in range(s, s + w):
+                    if axis == "t":
+                        want[b, :, i] = fill
+                    else:
+                        want[b, i, :] = fill
+        for (ft, wt), (ff, wf) in zip(zip(*[d[b].tolist() for d in draws["cut_t"]]),
+                                      zip(*[d[b].tolist() for d in draws["cut_f"]])):
+            want[b, ff:ff + wf, ft:ft + wt] = fill
+    torch.testing.assert_close(got, want)
+    assert (got != S).any(dim=(1, 2)).tolist() == draws["apply"].tolist() or not draws["apply"].all()
+
+
+def test_masks_off_and_widths_within_bounds():
+    from minihash.spectrogram import MaskConfig, draw_masks, spec_augment
+
+    S = torch.randn(4, 64, 101)
+    torch.testing.assert_close(spec_augment(S, MaskConfig(p=0.0)), S)
+    d = draw_masks(1000, 64, 101, MaskConfig(time_width=10, freq_width=8), torch.Generator().manual_seed(1))
+    s, w = d["time"]
+    assert w.min() == 0 and w.max() == 10 and (s + w).max() <= 101 and s.min() >= 0
+    s, w = d["freq"]
+    assert w.max() == 8 and (s + w).max() <= 64
+
+
+def test_db_floor_is_per_window():
+    from minihash.spectrogram import LogMel, MelConfig
+
+    x = torch.randn(2, 8000)
+    x[1] *= 1e-3  # 60 dB quieter: its own floor, not the batch's
+    cfg = MelConfig(log="db")
+    floored, raw = LogMel(cfg)(x), LogMel(cfg, floor=False)(x)
+    for b in range(2):
+        torch.testing.assert_close(floored[b], torch.clamp(raw[b], min=float(raw[b].max()) - 80.0))

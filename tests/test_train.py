@@ -163,3 +163,72 @@ def test_train_command_front_end_and_band_options(tmp_path):
     assert rec["extra"]["train"]["front_end"] == {"n_mels": 48, "n_fft": 256} and rec["extra"]["train"]["band"] == 0.5
     with pytest.raises(SystemExit, match="--band"):
         main(args[:-4] + ["--band", "1.5", "-o", str(tmp_path / "bad.safetensors")])
+
+
+# ---- bf16 autocast, the step-time budget, the record of every run
+
+
+def test_bf16_autocast_loss_matches_float32():
+    from minihash.corpus import synth_tracks
+    from minihash.modelfile import build_model
+    from minihash.encoder import ModelConfig
+    from minihash.pairs import random_windows
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.preset("tiny"))
+    clean = random_windows(synth_tracks(4, 6.0), 32, seed=0)
+    batch = (clean, clean + 0.05 * torch.randn_like(clean))
+    lcfg = LossConfig()
+    loss32, _ = fingerprint_loss(model, batch, lcfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss16, _ = fingerprint_loss(model, batch, lcfg)
+    assert loss16.dtype == torch.float32  # the losses themselves are computed in float32
+    assert loss16.item() == pytest.approx(loss32.item(), rel=0.02)
+
+
+def test_precision_choice(monkeypatch):
+    from minihash import train
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    assert train.pick_precision("auto", cpu) == "bf16" and train.pick_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    assert train.pick_precision("auto", cpu) == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        train.pick_precision("fp16", cpu)
+
+
+def test_budget_sets_the_number_of_steps(monkeypatch):
+    from minihash import train
+
+    clock = itertools.count()
+    monkeypatch.setattr(train.time, "process_time", lambda: 0.25 * next(clock))  # every step: 0.25 s of CPU
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=10_000, lr=0.01, warmup=5, threads=1, budget_s=10.0, progress=False)
+    tr = Trainer(Toy(), toy_loss, toy_batches(), cfg).run()
+    assert tr.step == 40 == cfg.steps  # 10 s / 0.25 s
+    seg = tr.segments[-1]
+    assert seg["start_step"] == 0 and seg["end_step"] == 40 and seg["step_cpu_s"] == pytest.approx(10.0)
+
+
+def test_every_run_is_recorded_as_a_segment(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    torch.manual_seed(0)
+    Trainer(Toy(), toy_loss, toy_batches(), TrainConfig(steps=3, ckpt=str(ckpt), progress=False)).run()
+    tr = Trainer(Toy(), toy_loss, toy_batches(3), TrainConfig(steps=5, ckpt=str(ckpt), progress=False)).run()
+    assert [(s["start_step"], s["end_step"]) for s in tr.segments] == [(0, 3), (3, 5)]
+    assert all(s["cpu"] and s["precision"] == "fp32" and s["step_s"] > 0 for s in tr.segments)
+
+
+def test_train_command_stem_masks_and_db_options(tmp_path):
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--preset", "tiny", "--synth", "6", "--synth-seconds", "6", "--batch", "16", "--warmup", "2",
+            "--threads", "1", "--steps", "2", "--stem", "conv", "--log", "db", "--masks", "0.5",
+            "--precision", "fp32", "-o", str(out)]
+    assert main(args) == 0
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert rec["config"]["stem"] == "conv" and rec["config"]["mel"]["log"] == "db"
+    train = rec["extra"]["train"]
+    assert train["masks"] == 0.5 and train["precision"] == "fp32" and len(train["segments"]) == 1
+    with pytest.raises(SystemExit, match="--masks"):
+        main(args[:-2] + ["--masks", "2", "-o", str(tmp_path / "bad.safetensors")])

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from ..audio import SR
 from ..corpus import music
 from ..evaluate.protocol import EvalConfig, draw_queries, render, score
-from ..evaluate.report import machine_info
 from ..evaluate.run import eval_rooms
+from ..machine import machine_info
 from ..pairs import training_noise
 from ..search import index_class
 from ..search.base import SearchConfig

@@ -4,15 +4,13 @@ Top-1 % per method, query length and cell (condition, SNR), as the Neural Audio 
 (Chang et al., ICASSP 2021, arXiv 2010.11910) and Singh et al. (ICASSP 2023, arXiv 2211.11060)
 report it, with the repeat-aware and loose scores, false matches on audio not in the database,
 the share of the database scored, latency and index size beside it; and the facts of the machine
-a timing needs (`machine_info`, which `minihash bench-search` reports too).
+a timing needs (`minihash.machine`, which `minihash bench-search` reports too).
 
 Notebook: 09_benchmark.ipynb
 """
 from __future__ import annotations
 
 import csv
-import os
-import platform
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from ..audio import SR
 from ..corpus import noise_bank, synth_tracks
 from ..distort import synth_rir
 from ..lessons.nb00_overview import plot_offset_votes, plot_spectrogram
+from ..machine import machine, machine_info
 from ..ot import pack_codes
 from ..search.base import top_per_window
 from ..search.pipeline import index_audio, query_audio
@@ -86,32 +85,6 @@ class EvalResult:
                         f"{self.index_stats[m]['bytes_per_window']:.0f}"]
                 lines.append("| " + " | ".join([m, f"{L:g} s", *pct, *more[:4 * extras]]) + " |")
         return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------
-# the machine a timing ran on
-
-
-def machine_info() -> dict:
-    """The facts a timing needs beside it: processor, cores, threads, versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
-    return {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "blas_threads": blas,
-            "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform()}
-
-
-def machine() -> str:
-    """`machine_info` in one line, for a report."""
-    m = machine_info()
-    return (f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads, "
-            f"Python {m['python']}, {platform.system()}")
 
 
 # ----------------------------------------------------------------------------
