@@ -380,6 +380,7 @@ def _add_bench_train(sub):
     p.add_argument("--noise", nargs="*", default=[], help="folders of noise (default: the procedural noise bank)")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=10, help="steps measured per variant, after 3 warm-up steps")
+    p.add_argument("--compile", action="store_true", help="also the network under torch.compile (minutes to compile)")
     p.add_argument("--threads", type=int, default=None)
 
 
@@ -388,7 +389,7 @@ def bench_train_command(args) -> int:
     _set_threads(args.threads)
     tracks = [t for d in args.music for t in AudioFolder(d).tracks] or synth_tracks(40, 30.0)
     rows = train_step_benchmark(tracks, training_noise(args.noise, (), split="train"), preset=args.preset,
-                                batch=args.batch, steps=args.steps)
+                                batch=args.batch, steps=args.steps, compile=args.compile)
     print(train_step_markdown(rows, torch.get_num_threads()))
     return 0
 

@@ -347,7 +347,8 @@ class Distorter:
             u = torch.rand(2, band.numel(), generator=g, dtype=torch.float64)
             (l0, l1), (h0, h1) = cfg.band_low_hz, cfg.band_high_hz
             order = torch.randint(2, 7, (band.numel(),), generator=g)  # gentle to steep skirts
-            y = y.index_copy(0, band, band_limit(y[band], l0 + (l1 - l0) * u[0], h0 + (h1 - h0) * u[1], order, cfg.sr))
+            if band.numel():  # none drawn in a small batch: nothing to filter (an empty FFT is an error)
+                y = y.index_copy(0, band, band_limit(y[band], l0 + (l1 - l0) * u[0], h0 + (h1 - h0) * u[1], order, cfg.sr))
         if cfg.gain_db is not None:
             lo, hi = cfg.gain_db
             gain_db = lo + (hi - lo) * torch.rand(B, generator=g)

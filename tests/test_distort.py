@@ -343,3 +343,10 @@ def test_distorter_is_fast():
     finally:
         torch.set_num_threads(threads)
     assert min(times) < 0.5, times  # about 25 ms on one core; a loose bound against gross regressions
+
+
+def test_band_share_with_no_item_drawn_leaves_the_batch_alone():
+    x = torch.randn(3, 8000)
+    d = Distorter(DistortConfig(p_clean=1, p_noise=0, p_reverb=0, p_noise_reverb=0, max_offset_s=0.0, p_band=1e-9),
+                  noise_bank=[np.random.default_rng(0).standard_normal(16000).astype(np.float32)])
+    torch.testing.assert_close(d(x, generator=torch.Generator().manual_seed(0)), x)

@@ -232,3 +232,16 @@ def test_train_command_stem_masks_and_db_options(tmp_path):
     assert train["masks"] == 0.5 and train["precision"] == "fp32" and len(train["segments"]) == 1
     with pytest.raises(SystemExit, match="--masks"):
         main(args[:-2] + ["--masks", "2", "-o", str(tmp_path / "bad.safetensors")])
+
+
+def test_bench_train_measures_every_variant():
+    from minihash.bench.train_step import StepVariant, train_step_benchmark
+    from minihash.corpus import synth_tracks
+    from minihash.pairs import training_noise
+
+    variants = (StepVariant("fp32"), StepVariant("conv, dB, masks", stem="conv", log="db", masks=1.0))
+    noise = training_noise((), (), split="train")  # the procedural noise bank
+    rows = train_step_benchmark(synth_tracks(4, 6.0), noise, variants, progress=False, preset="tiny", batch=8, steps=1)
+    assert [r["variant"] for r in rows][0] == "pairs alone (no model)" and len(rows) == 1 + 4 + 2
+    assert all(r["ms_wall"] > 0 for r in rows) and all(r["ms_cpu"] > 0 for r in rows[1:])
+    assert all(math.isfinite(r["loss"]) for r in rows[-2:])

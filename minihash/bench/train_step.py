@@ -75,10 +75,40 @@ def step_ms(v: StepVariant, tracks, noise, preset: str = "small", batch: int = 2
             "loss": statistics.mean(x["loss"] for x in h)}
 
 
-def train_step_benchmark(tracks, noise, variants=VARIANTS, progress: bool = True, **kw) -> list[dict]:
-    """`step_ms` of every variant, and the pairs alone as the first row."""
+def network_ms(stem: str, precision: str, preset: str = "small", batch: int = 256, steps: int = 6,
+               compile: bool = False) -> dict:
+    """The network alone: forward, backward and AdamW of 2 x `batch` random log-mel windows, median of
+    `steps` (after 2 warm-up steps, which include `torch.compile`'s compiling when asked)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.preset(preset, stem=stem))
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    encode = torch.compile(model.encode_mel) if compile else model.encode_mel
+    S = torch.randn(2 * batch, model.cfg.mel.n_mels, model.cfg.n_frames)  # (2B, n_mels, frames)
+    wall, cpu = [], []
+    for i in range(steps + 2):
+        t0, c0 = time.perf_counter(), time.process_time()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            e, l = encode(S)
+        loss = e.float().square().sum() + l.float().square().sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            wall.append(time.perf_counter() - t0)
+            cpu.append((time.process_time() - c0) / torch.get_num_threads())
+    name = f"network alone: {stem}, {precision}{', torch.compile' if compile else ''}"
+    return {"variant": name, "ms_wall": 1e3 * statistics.median(wall), "ms_cpu": 1e3 * statistics.median(cpu),
+            "loss": float("nan")}
+
+
+def train_step_benchmark(tracks, noise, variants=VARIANTS, progress: bool = True, compile: bool = False,
+                         **kw) -> list[dict]:
+    """`step_ms` of every variant; before them the pairs alone and the network alone (`network_ms`)."""
     rows = [{"variant": "pairs alone (no model)", "ms_wall": pairs_ms(tracks, noise, kw.get("batch", 256)),
              "ms_cpu": float("nan"), "loss": float("nan")}]
+    nets = [(s, p, False) for s in ("patch", "conv") for p in ("fp32", "bf16")] + compile * [("patch", "fp32", True)]
+    for stem, precision, comp in tqdm(nets, desc="network", unit="variant", disable=not progress):
+        rows.append(network_ms(stem, precision, kw.get("preset", "small"), kw.get("batch", 256), compile=comp))
     for v in tqdm(variants, desc="variants", unit="variant", disable=not progress):
         rows.append(step_ms(v, tracks, noise, **kw))
     return rows
