@@ -13,12 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..ot import bucket_stats, pack_codes
-from .common import ExerciseError, _fig_ax, _ok
+from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb05_contrastive_learning import plot_training_curves
 from .nb06_optimal_transport import plot_bucket_sizes
 
 __all__ = ["plot_training_curves", "plot_bucket_sizes", "plot_search_tradeoff", "check_bucket_entropy",
-           "check_pack_codes", "check_expected_candidates"]
+           "check_pack_codes", "check_expected_candidates",
+           "exercise", "passed", "solution_bucket_entropy", "solution_pack_codes", "solution_expected_candidates"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -61,6 +64,7 @@ def _code_cases():
             (rng.integers(0, 2 ** 12, 20000) >> rng.integers(0, 6, 20000), 12)]
 
 
+@checker
 def check_bucket_entropy(your_fn) -> None:
     """Check `your_fn(codes, K) -> normalised entropy` against `minihash.ot.bucket_stats`.
 
@@ -108,6 +112,7 @@ def check_bucket_entropy(your_fn) -> None:
     _ok("bucket_entropy")
 
 
+@checker
 def check_pack_codes(your_fn) -> None:
     """Check `your_fn(logits (N, K)) -> (N,) integer codes` against `minihash.ot.pack_codes`.
 
@@ -157,6 +162,7 @@ def check_pack_codes(your_fn) -> None:
     _ok("pack_codes")
 
 
+@checker
 def check_expected_candidates(your_fn) -> None:
     """Check `your_fn(codes) -> expected candidates per probe` = sum_b n_b^2 / N.
 
@@ -193,3 +199,25 @@ def check_expected_candidates(your_fn) -> None:
                 raise ExerciseError(f"{where}: {why}")
         raise ExerciseError(where)
     _ok("expected_candidates")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_bucket_entropy(codes, K):
+    """Exercise 1: the bucket occupancy's entropy in bits over log2 min(N, 2^K)."""
+    _, n = np.unique(codes, return_counts=True)
+    p = n / n.sum()
+    return float(-(p * np.log2(p)).sum() / np.log2(min(len(codes), 2 ** K)))
+
+
+def solution_pack_codes(logits):
+    """Exercise 2: one integer per row, bit k set where logit k > 0."""
+    K = logits.shape[1]
+    bits = (logits > 0).astype(np.uint64)
+    return (bits << np.arange(K, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+
+
+def solution_expected_candidates(codes):
+    """Exercise 3: sum of squared bucket sizes over N."""
+    _, n = np.unique(codes, return_counts=True)
+    return float((n.astype(np.float64) ** 2).sum() / n.sum())
