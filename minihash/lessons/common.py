@@ -76,21 +76,20 @@ def _stub_aware(fn):
 
 
 def checker(check):
-    """Wrap a `check_...(your_fn)`: True when it passes, False (and a "not yet done" line) for a stub;
-    a wrong answer still raises ExerciseError."""
+    """Wrap a `check_...(your_fn)`: a stub prints "not yet done" (and nothing is raised); a wrong answer still
+    raises ExerciseError; a pass is remembered for `passed`. Returns None, so a notebook shows only the message."""
     @functools.wraps(check)
-    def run(your_fn, *args, **kwargs) -> bool:
+    def run(your_fn, *args, **kwargs) -> None:
         try:
             check(_stub_aware(your_fn), *args, **kwargs)
         except NotYetDone as e:
             print(f"… {check.__name__}({getattr(your_fn, '__name__', 'your function')}): not yet done: {e}. "
                   "Write it in the cell above and run the cell again.")
-            return False
+            return
         try:
             _passed.add(your_fn)
         except TypeError:  # not weak-referenceable (a builtin): nothing to remember
             pass
-        return True
     return run
 
 

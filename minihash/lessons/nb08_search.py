@@ -17,9 +17,11 @@ from ..search.buckets import BucketTable, probe_order
 from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb00_overview import plot_offset_votes
 from .nb06_optimal_transport import plot_bucket_sizes
-from .nb07_balanced_hashing import plot_search_tradeoff
+from .nb07_balanced_hashing import (at_equal_share, compare, paired_difference, plot_search_tradeoff,
+                                    wilson_interval)
 
-__all__ = ["plot_bucket_sizes", "plot_offset_votes", "plot_search_tradeoff", "plot_probe_sets",
+__all__ = ["plot_bucket_sizes", "plot_offset_votes", "plot_search_tradeoff", "wilson_interval", "paired_difference",
+           "compare", "at_equal_share", "plot_probe_sets",
            "plot_score_histograms", "plot_alignment_peak", "check_bucket_lookup", "check_probe_order", "check_vote",
            "exercise", "passed", "solution_bucket", "solution_probes", "solution_vote"]
 

@@ -1,4 +1,5 @@
-"""Notebook 09: the benchmark, every method on the same noisy queries (its figures are the evaluation's own).
+"""Notebook 09: the benchmark, every method on the same noisy queries (its figures are the evaluation's own,
+the spectrogram of notebook 00 and the trade-off plot and interval statistics of notebook 07).
 
 Exercises: normalised cross-correlation, which finds where an excerpt repeats in its track (for the
 repeat-aware score), and the no-match threshold calibrated on negative queries, each against the package.
@@ -13,8 +14,13 @@ import numpy as np
 from ..corpus.repeats import ncc
 from ..search.threshold import calibrate_threshold
 from .common import ExerciseError, _close, _ok, checker, exercise_decorator, passed
+from .nb00_overview import plot_spectrogram
+from .nb07_balanced_hashing import (at_equal_share, compare, paired_difference, plot_search_tradeoff,
+                                    wilson_interval)
 
-__all__ = ["check_ncc", "check_threshold",
+__all__ = ["plot_spectrogram", "plot_search_tradeoff", "wilson_interval", "paired_difference", "compare",
+           "at_equal_share",
+           "check_ncc", "check_threshold",
            "exercise", "passed", "solution_ncc", "solution_threshold"]
 
 exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
