@@ -43,5 +43,5 @@ def test_at_equal_share_interpolates_in_log_share():
     b = [(0.001, 0.40), (0.010, 0.60)]
     a = [(np.sqrt(0.001 * 0.010), 0.50 + 0.30)]  # halfway in log share: b is 0.50 there
     text = at_equal_share("A", a, "B", b, n_queries=200)
-    assert "+30 to +30 points" in text and "A ahead" in text
+    assert "+30 to +30 points" in text and "A ahead at 1 of them" in text
     assert "no common share" in at_equal_share("A", [(0.5, 0.9)], "B", b, n_queries=200)

@@ -131,15 +131,22 @@ def at_equal_share(name_a, curve_a, name_b, curve_b, n_queries: int, level: floa
     inside = (a[:, 0] >= b[0, 0]) & (a[:, 0] <= b[-1, 0])
     if not inside.any():
         return f"{name_a} and {name_b} score no common share of the database: no comparison at equal work."
-    d = a[inside, 1] - np.interp(np.log(a[inside, 0]), np.log(b[:, 0]), b[:, 1])  # (P,) top-1 differences
-    lo, hi = wilson_interval(np.rint(a[inside, 1] * n_queries), n_queries, level)
-    half = float(np.mean(hi - lo) / 2)  # a typical interval's half-width
+    rate_b = np.interp(np.log(a[inside, 0]), np.log(b[:, 0]), b[:, 1])  # (P,) b at a's shares
+    d = a[inside, 1] - rate_b  # (P,) top-1 differences
+    half = []  # the half-width a difference of two independent rates needs: sqrt(h_a^2 + h_b^2)
+    for rate_a, rb in zip(a[inside, 1], rate_b):
+        (la, ha), (lb, hb) = (wilson_interval(np.rint(r * n_queries), n_queries, level) for r in (rate_a, rb))
+        half.append(np.hypot((ha - la) / 2, (hb - lb) / 2))
+    half = np.array(half)
     big = np.abs(d) > half
-    verdict = (f"{name_a if d[big].mean() > 0 else name_b} ahead by more than an interval where they differ most"
-               if big.any() else "within an interval of each other: this run cannot tell them apart at equal work")
+    if not big.any():
+        verdict = "within what chance gives: this run cannot tell them apart at equal work"
+    else:
+        lead = name_a if d[big].mean() > 0 else name_b
+        verdict = f"{lead} ahead at {big.sum()} of them, by more than chance gives there"
     return (f"At equal share of the database scored ({name_b}'s top-1 interpolated at {name_a}'s {inside.sum()} "
-            f"shares), {name_a} minus {name_b} is {100 * d.min():+.0f} to {100 * d.max():+.0f} points, against "
-            f"intervals of about ±{100 * half:.0f}: {verdict}.")
+            f"shares), {name_a} minus {name_b} is {100 * d.min():+.0f} to {100 * d.max():+.0f} points, where a "
+            f"difference of two rates needs more than about ±{100 * half.mean():.0f} to stand out: {verdict}.")
 
 
 # ---- exercises

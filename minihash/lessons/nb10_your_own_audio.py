@@ -14,8 +14,10 @@ from scipy.signal import butter, sosfilt, sosfreqz
 
 from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb00_overview import plot_spectrogram
+from .nb07_balanced_hashing import paired_difference
 
-__all__ = ["plot_spectrogram", "plot_frequency_response", "plot_accuracy_vs_length", "check_phone_filter",
+__all__ = ["plot_spectrogram", "paired_difference",
+           "plot_frequency_response", "plot_accuracy_vs_length", "check_phone_filter",
            "check_excerpt",
            "exercise", "passed", "solution_phone_filter", "solution_excerpt"]
 
