@@ -14,9 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..search.base import Match
-from .common import ExerciseError, _audio_np, _fig_ax, _ok
+from .common import ExerciseError, _audio_np, _fig_ax, _ok, checker, exercise_decorator, passed
 
-__all__ = ["plot_spectrogram", "plot_offset_votes", "check_is_hit"]
+__all__ = ["plot_spectrogram", "plot_offset_votes", "check_is_hit",
+           "exercise", "passed", "solution_is_hit"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -122,6 +125,7 @@ def plot_offset_votes(offsets_s, weights, hop_s=0.1, others=None, truth_s=None, 
 
 # ---- exercises
 
+@checker
 def check_is_hit(your_fn) -> None:
     """Check `your_fn(match, track, start_s, tol=0.1) -> bool`: the evaluation protocol's hit.
 
@@ -154,3 +158,10 @@ def check_is_hit(your_fn) -> None:
             raise ExerciseError(f"is_hit(Match(track={match.track!r}, offset_s={match.offset_s}), {track!r}, "
                                 f"start_s={start_s}, tol={tol}) returned {got}: {why}")
     _ok("check_is_hit")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_is_hit(match, track, start_s, tol=0.1):
+    """Exercise 1: the protocol's hit (the right track, the start within tol either side; no match never is)."""
+    return match.track is not None and match.track == track and abs(match.offset_s - start_s) <= tol

@@ -15,9 +15,10 @@ import math
 
 import numpy as np
 import torch
+import torchaudio
 
 from ..spectrogram import LogMel, MelConfig
-from .common import ExerciseError, _as_float_array, _audio_np, _close, _fig_ax, _ok
+from .common import ExerciseError, _as_float_array, _audio_np, _close, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb00_overview import plot_spectrogram
 
 try:  # a private torchaudio helper: when it is there, the checker makes sure its formulas are still torchaudio's
@@ -25,8 +26,11 @@ try:  # a private torchaudio helper: when it is there, the checker makes sure it
 except ImportError:
     _hz_to_mel = None
 
-__all__ = ["ExerciseError", "plot_spectrogram", "plot_waveform", "plot_filterbank", "check_hz_to_mel",
-           "check_stft_frames", "check_log_mel"]
+__all__ = ["ExerciseError", "plot_spectrogram", "plot_waveform", "plot_filterbank", "check_alias", "check_hz_to_mel",
+           "check_stft_frames", "check_log_mel",
+           "exercise", "passed", "solution_alias", "solution_n_frames", "solution_log_mel"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -90,6 +94,7 @@ def plot_filterbank(fb, sr, ax=None, figsize=(8, 3), title="mel filterbank", eve
 
 # ---- exercises
 
+@checker
 def check_hz_to_mel(your_fn) -> None:
     """Check a Hz -> mel conversion against the HTK formula torchaudio (and minihash) use.
 
@@ -148,6 +153,45 @@ def check_hz_to_mel(your_fn) -> None:
     _close(got, htk, "hz_to_mel vs the HTK formula 2595 log10(1 + f/700)", rtol=1e-4, atol=1e-3)
 
 
+@checker
+def check_alias(your_fn) -> None:
+    """Check `your_fn(f, sr) -> Hz`: the frequency in 0 .. sr / 2 that a tone at f Hz becomes when sampled at sr.
+
+    The reference is the definition: sampled at sr, the alias gives the very samples the tone gives,
+    cos(2 pi f n / sr) for every n (cosines are even, so only 0 .. sr / 2 makes the answer unique).
+    Says so if the answer is out of that range, only folds once, or never folds.
+
+    Notebook: 01_audio_and_spectrograms.ipynb
+    """
+    n = np.arange(64)
+    for sr in (8000, 44100):
+        f = np.array([0.0, 440.0, 1000.0, 3000.0, sr / 2, 0.6 * sr, 0.99 * sr, sr, sr + 300.0, 1.6 * sr,
+                      2 * sr + 1000.0, 3.3 * sr])
+        got = _as_float_array(your_fn(f.copy(), sr), f"alias(array, sr={sr})")
+        if got.shape != f.shape:
+            raise ExerciseError(f"alias(array of shape {f.shape}, sr) returned shape {got.shape}: work element-wise "
+                                "(np.mod, np.where), no Python loop needed")
+        for fi, gi in zip(f, got):
+            where = f"alias({fi:g} Hz, sr={sr}) = {gi:g} Hz"
+            if gi < -1e-6 or gi > sr / 2 + 1e-6:
+                hint = ("f mod sr removes whole turns but leaves tones above sr / 2: those fold down to sr - f"
+                        if np.isclose(gi, fi % sr) else "sr - f is the fold only for tones between sr / 2 and sr: "
+                        "take f modulo sr first, and leave tones below sr / 2 as they are" if np.isclose(gi, sr - fi)
+                        else "fold it into that range")
+                raise ExerciseError(f"{where} is outside 0 .. sr / 2 = {sr / 2:g} Hz, where sampled tones live: {hint}")
+            if not np.allclose(np.cos(2 * np.pi * fi * n / sr), np.cos(2 * np.pi * gi * n / sr), atol=1e-6):
+                hint = ("a tone below sr / 2 does not alias: it stays where it is" if fi <= sr / 2 else
+                        "a tone above sr aliases too: subtract whole multiples of sr first (np.mod)" if fi > sr else
+                        "between sr / 2 and sr the tone folds back around sr / 2, to sr - f")
+                raise ExerciseError(f"{where}: sampled at {sr} Hz a {gi:g} Hz tone gives other samples than a "
+                                    f"{fi:g} Hz tone: {hint}")
+        one = _as_float_array(your_fn(0.6 * sr, sr), "alias(one frequency)")
+        if one.size != 1 or not np.isclose(one.item(), 0.4 * sr):
+            raise ExerciseError(f"alias({0.6 * sr:g}, sr={sr}) should be the one number {0.4 * sr:g}, got {one}")
+    _ok("alias")
+
+
+@checker
 def check_stft_frames(your_fn) -> None:
     """Check a frame-count formula against what `torch.stft` actually returns.
 
@@ -191,6 +235,7 @@ def check_stft_frames(your_fn) -> None:
     _ok("stft_frames")
 
 
+@checker
 def check_log_mel(your_fn) -> None:
     """Check a hand-made log-mel spectrogram against `minihash.spectrogram.LogMel`.
 
@@ -262,3 +307,24 @@ def check_log_mel(your_fn) -> None:
                                     "log(max(S, eps)) or log(S) + eps")
         _close(got, want, what, rtol=1e-3, atol=5e-3)  # float32 vs float64 differ by ~1e-3 where S ~ eps
     _ok("log_mel")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_alias(f, sr):
+    """Exercise 1: where a tone at f Hz lands when sampled at sr Hz, in 0 .. sr / 2."""
+    f = np.mod(np.asarray(f, dtype=np.float64), sr)  # sampling cannot tell f from f + k sr ...
+    return np.where(f > sr / 2, sr - f, f)  # ... nor f from sr - f: fold the upper half down
+
+
+def solution_n_frames(T, n_fft, hop, center):
+    """Exercise 2: frames of a T-sample STFT (centred: one per multiple of hop; else the frames that fit)."""
+    return T // hop + 1 if center else 1 + (T - n_fft) // hop
+
+
+def solution_log_mel(x, cfg):
+    """Exercise 3: the log-mel spectrogram with torch and torchaudio operations, (n_mels, frames)."""
+    X = torch.stft(torch.as_tensor(x), cfg.n_fft, cfg.hop, window=torch.hann_window(cfg.n_fft), center=True,
+                   pad_mode="reflect", return_complex=True)  # (F, frames)
+    fbank = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max, cfg.n_mels, cfg.sr)
+    return torch.log(fbank.T @ X.abs() ** 2 + cfg.eps)  # (n_mels, frames)

@@ -15,11 +15,14 @@ import torch
 from scipy import signal
 
 from ..distort import add_noise, rt60_schroeder, snr_db, synth_rir
-from .common import ExerciseError, _as_float_array, _audio_np, _close, _fig_ax, _ok
+from .common import ExerciseError, _as_float_array, _audio_np, _close, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb00_overview import plot_spectrogram
 
 __all__ = ["ExerciseError", "plot_spectrogram", "plot_rir_decay", "plot_noise_spectra", "plot_xcorr", "check_snr_db",
-           "check_add_noise", "check_rt60"]
+           "check_add_noise", "check_rt60",
+           "exercise", "passed", "solution_snr_db", "solution_add_noise", "solution_rt60"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -175,6 +178,7 @@ def _snr_cases(seed: int = 0):
     return cases
 
 
+@checker
 def check_snr_db(your_fn) -> None:
     """Check an SNR measurement `your_fn(clean, noisy) -> dB` against `minihash.distort.snr_db`.
 
@@ -210,6 +214,7 @@ def check_snr_db(your_fn) -> None:
     _ok("snr_db")
 
 
+@checker
 def check_add_noise(your_fn) -> None:
     """Check `your_fn(x, noise, snr_db) -> y` adds noise at exactly the SNR asked, measured on `x`.
 
@@ -311,6 +316,7 @@ def _schroeder_variants(h: np.ndarray, sr: int) -> dict:
     return out
 
 
+@checker
 def check_rt60(your_fn) -> None:
     """Check a Schroeder RT60 estimator `your_fn(h, sr) -> seconds` against `minihash.distort.rt60_schroeder`.
 
@@ -353,3 +359,25 @@ def check_rt60(your_fn) -> None:
         raise ExerciseError(f"{where}: EDC(t) = 10 log10 of the backward-integrated energy, normalised to 0 dB at "
                             "t = 0; fit a line between the first samples below -5 and -25 dB; RT60 = -60 / slope")
     _ok("rt60")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_snr_db(clean, noisy):
+    """Exercise 1: the SNR in dB of `noisy` against `clean`, a ratio of powers."""
+    return 10 * np.log10(np.mean(clean ** 2) / np.mean((noisy - clean) ** 2))
+
+
+def solution_add_noise(x, noise, snr_db):
+    """Exercise 2: x plus noise scaled to exactly snr_db, measured on x."""
+    g = np.sqrt(np.mean(x ** 2) / (np.mean(noise ** 2) * 10 ** (snr_db / 10)))
+    return x + g * noise
+
+
+def solution_rt60(h, sr):
+    """Exercise 3: T20 by Schroeder's backward integration, extrapolated to 60 dB, in seconds."""
+    e = np.cumsum(np.square(h, dtype=np.float64)[::-1])[::-1]  # the energy still to come
+    d = 10 * np.log10(np.maximum(e / e[0], 1e-300))  # the EDC in dB, 0 at the start
+    i, j = np.argmax(d <= -5), np.argmax(d <= -25)
+    slope = np.polyfit(np.arange(i, j + 1) / sr, d[i: j + 1], 1)[0]  # dB per second
+    return -60.0 / slope

@@ -14,10 +14,13 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from ..landmarks.fingerprint import LandmarkConfig, landmarks, pack
-from .common import ExerciseError, _fig_ax, _ok
+from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 
 __all__ = ["plot_constellation", "plot_target_zone", "plot_offset_histogram", "check_pack_hash",
-           "check_offset_histogram", "check_target_zone"]
+           "check_offset_histogram", "check_target_zone",
+           "exercise", "passed", "solution_pack_hash", "solution_best_offset", "solution_target_zone"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -146,6 +149,7 @@ def _pack_fields(values: dict, order, df_code=lambda d: d & 63) -> np.ndarray:
     return h
 
 
+@checker
 def check_pack_hash(your_fn) -> None:
     """Check `your_fn(f1, df, dt) -> (L,) integer hashes` against `minihash.landmarks.pack`.
 
@@ -242,6 +246,7 @@ def _offset_hist(q_h, q_t, db_h, db_t):
     return np.unique(off, return_counts=True)
 
 
+@checker
 def check_offset_histogram(your_fn) -> None:
     """Check `your_fn(q_hash, q_t, db_hash, db_t) -> (best_offset, count)` against a brute-force count.
 
@@ -308,6 +313,7 @@ def _zone_pairs(t, f, cfg, lo=lambda d, m: d >= m, hi=lambda d, m: d <= m, fz=la
     return out
 
 
+@checker
 def check_target_zone(your_fn) -> None:
     """Check `your_fn(t, f, cfg) -> (t1, f1, f2, dt)` against `minihash.landmarks.landmarks`.
 
@@ -363,3 +369,32 @@ def check_target_zone(your_fn) -> None:
         raise ExerciseError(f"target_zone: {len(got)} pairs, expected {len(want)} {zone}; e.g. "
                             + (f"unexpected (t1, f1, f2, dt) = {extra[0]}" if extra else f"missing {missing[0]}"))
     _ok("target_zone")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_pack_hash(f1, df, dt):
+    """Exercise 1: f1 in bits 12-19, df (two's complement) in 6-11, dt in 0-5."""
+    return (f1 << 12) | ((df & 0b111111) << 6) | (dt & 0b111111)
+
+
+def solution_best_offset(q_hash, q_t, db_hash, db_t):
+    """Exercise 2: the offset db_t - q_t with the most equal-hash pairs, and its count."""
+    order = np.argsort(db_hash, kind="stable")
+    h_sorted, t_sorted = db_hash[order], db_t[order]
+    lo, hi = np.searchsorted(h_sorted, q_hash, "left"), np.searchsorted(h_sorted, q_hash, "right")
+    offsets = np.concatenate([t_sorted[a:b] - tq for a, b, tq in zip(lo, hi, q_t)])
+    values, counts = np.unique(offsets, return_counts=True)
+    return int(values[np.argmax(counts)]), int(counts.max())
+
+
+def solution_target_zone(t, f, cfg):
+    """Exercise 3: each anchor's first cfg.fanout targets in its zone, found by binary search."""
+    lo = np.searchsorted(t, t + cfg.min_dt, "left")  # first candidate of each anchor's zone
+    hi = np.searchsorted(t, t + cfg.max_dt, "right")  # one past its last
+    out = []
+    for i in range(len(t)):
+        j = np.arange(lo[i], hi[i])
+        j = j[np.abs(f[j] - f[i]) <= cfg.max_df][:cfg.fanout]
+        out += [(t[i], f[i], f[jj], t[jj] - t[i]) for jj in j]
+    return tuple(np.array(c) for c in zip(*out)) if out else tuple(np.zeros(0, int) for _ in range(4))

@@ -10,14 +10,19 @@ References: A. Singh, K. Demuynck, V. Arora, ICASSP 2023 (arXiv 2211.11060); A. 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from .common import ExerciseError, _audio_np, _fig_ax, _numpy, _ok
+from .common import ExerciseError, _audio_np, _fig_ax, _numpy, _ok, checker, exercise_decorator, passed
 
 __all__ = ["plot_patch_grid", "plot_attention", "plot_token_attention", "plot_positional_encoding",
-           "plot_similarity_matrix", "check_patchify", "check_attention", "check_positional_encoding"]
+           "plot_similarity_matrix", "check_patchify", "check_attention", "check_positional_encoding",
+           "exercise", "passed", "solution_patchify", "solution_attention", "solution_positional_encoding"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -182,6 +187,7 @@ def _first_matching_mistake(got, candidates, rtol=1e-6, atol=1e-9):
     return None
 
 
+@checker
 def check_patchify(fn) -> None:
     """Check `fn(S, P) -> patches`: full-band time patches, as `minihash.encoder.PatchEmbed` cuts them.
 
@@ -224,6 +230,7 @@ def check_patchify(fn) -> None:
     _ok("patchify")
 
 
+@checker
 def check_attention(fn) -> None:
     """Check `fn(Q, K, V) -> (Y, A)`: single-head scaled dot-product attention.
 
@@ -287,6 +294,7 @@ def _sinusoidal(N: int, D: int, base: float = 10000.0, start: int = 0, layout: s
     return PE
 
 
+@checker
 def check_positional_encoding(fn) -> None:
     """Check `fn(N, D) -> PE`: the sinusoidal positional encoding of Vaswani et al. (2017).
 
@@ -315,3 +323,27 @@ def check_positional_encoding(fn) -> None:
         raise ExerciseError(f"N={N}, D={D}: " + (why or "values differ from sin/cos(p / 10000^(2i / D)); check "
                             "PE[1, 0] = sin(1) = 0.841 and PE[0, 1] = cos(0) = 1"))
     _ok("positional_encoding")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_patchify(S, P):
+    """Exercise 1: (B, M, F) -> (B, N, M * P) full-band patches, flattened band by band."""
+    B, M, F_ = S.shape
+    N = F_ // P
+    return S[:, :, :N * P].reshape(B, M, N, P).transpose(0, 2, 1, 3).reshape(B, N, M * P)
+
+
+def solution_attention(Q, K, V):
+    """Exercise 2: scaled dot-product attention, (Y, A)."""
+    A = torch.softmax(Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1]), dim=-1)
+    return A @ V, A
+
+
+def solution_positional_encoding(N, D):
+    """Exercise 3: Vaswani et al.'s sinusoids, sin in even columns, cos in odd ones."""
+    p = np.arange(N)[:, None]
+    freq = 1.0 / 10000 ** (np.arange(0, D, 2) / D)
+    PE = np.zeros((N, D))
+    PE[:, 0::2], PE[:, 1::2] = np.sin(p * freq), np.cos(p * freq)
+    return PE

@@ -14,10 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import ExerciseError, _fig_ax, _ok
+from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb04_patch_transformer import plot_similarity_matrix
 
-__all__ = ["plot_similarity_matrix", "plot_contrastive_softmax", "plot_training_curves", "check_nt_xent", "check_top1"]
+__all__ = ["plot_similarity_matrix", "plot_contrastive_softmax", "plot_training_curves", "check_nt_xent", "check_top1",
+           "exercise", "passed", "solution_nt_xent", "solution_top1"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -144,6 +147,7 @@ def _nt_xent_variants(z1, z2, tau):
     ]
 
 
+@checker
 def check_nt_xent(fn) -> None:
     """Check `fn(z1, z2, tau) -> scalar` against NT-Xent (SimCLR) on random batches.
 
@@ -171,6 +175,7 @@ def check_nt_xent(fn) -> None:
     _ok("nt_xent")
 
 
+@checker
 def check_top1(fn) -> None:
     """Check `fn(queries, refs, truth) -> float`: the share of queries whose most similar
     reference (by cosine similarity) is their true one.
@@ -210,3 +215,21 @@ def check_top1(fn) -> None:
                 raise ExerciseError(f"Q={Q}, N={N}: {why} (got {got:.4g}, expected {want:.4g})")
         raise ExerciseError(f"Q={Q}, N={N}: got {got:.4g}, expected {want:.4g}")
     _ok("top1")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_nt_xent(z1, z2, tau):
+    """Exercise 1: NT-Xent over the 2B anchors."""
+    B = len(z1)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
+    S = (z @ z.T / tau).masked_fill(torch.eye(2 * B, dtype=torch.bool), float("-inf"))  # (2B, 2B)
+    target = torch.cat([torch.arange(B, 2 * B), torch.arange(B)])
+    return F.cross_entropy(S, target)
+
+
+def solution_top1(queries, refs, truth):
+    """Exercise 2: the share of queries whose most cosine-similar reference is truth[q]."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    r = refs / np.linalg.norm(refs, axis=1, keepdims=True)
+    return float(((q @ r.T).argmax(axis=1) == truth).mean())

@@ -15,12 +15,16 @@ import warnings
 import numpy as np
 import ot
 import torch
+from scipy.special import logsumexp
 
 from ..ot import bucket_stats, sinkhorn
-from .common import ExerciseError, _audio_np, _fig_ax, _numpy, _ok
+from .common import ExerciseError, _audio_np, _fig_ax, _numpy, _ok, checker, exercise_decorator, passed
 
 __all__ = ["plot_transport_plan", "plot_plan_matrix", "plot_ot_code_counts", "plot_bucket_sizes", "check_sinkhorn",
-           "check_balanced_assignment"]
+           "check_balanced_assignment",
+           "exercise", "passed", "solution_sinkhorn", "solution_balanced_plan"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -159,6 +163,7 @@ def _ot_marginal_report(P, a, b) -> tuple[float, float]:
     return float(np.abs(P.sum(1) - a).max()), float(np.abs(P.sum(0) - b).max())
 
 
+@checker
 def check_sinkhorn(fn) -> None:
     """Check `fn(a, b, C, eps, n_iter) -> P`: the entropic OT plan, against POT's `ot.sinkhorn`.
 
@@ -237,6 +242,7 @@ def _balanced_plan_reference(logits, eps, n_iter, bit_order=1, sign=1.0, squash=
     return sinkhorn(torch.as_tensor(C), eps=eps, n_iter=n_iter, tol=0).numpy()
 
 
+@checker
 def check_balanced_assignment(fn) -> None:
     """Check `fn(logits, eps, n_iter) -> P`: the balanced assignment of a batch to the 2^K codes.
 
@@ -284,3 +290,23 @@ def check_balanced_assignment(fn) -> None:
         raise ExerciseError(f"{case}: the marginals are right but the plan differs from the reference by up to "
                             f"{np.abs(got - want).max():.2g}: check the cost -<v_j, tanh(l_i)> / K and eps")
     _ok("balanced_assignment")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_sinkhorn(a, b, C, eps, n_iter):
+    """Exercise 1: the entropic plan, in the log domain."""
+    f, g = np.zeros_like(a), np.zeros_like(b)
+    for _ in range(n_iter):
+        g = eps * np.log(b) - eps * logsumexp((f[:, None] - C) / eps, axis=0)
+        f = eps * np.log(a) - eps * logsumexp((g[None, :] - C) / eps, axis=1)
+    return np.exp((f[:, None] + g[None, :] - C) / eps)
+
+
+def solution_balanced_plan(logits, eps, n_iter):
+    """Exercise 2: the (B, 2^K) balanced assignment of a batch to the corners of the cube."""
+    B, K = logits.shape
+    j = np.arange(2 ** K)
+    V = 2.0 * ((j[:, None] >> np.arange(K)) & 1) - 1.0  # (2^K, K) bit k of code j, as -1 / +1
+    C = -np.tanh(logits) @ V.T / K  # (B, 2^K)
+    return solution_sinkhorn(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps, n_iter)

@@ -11,19 +11,25 @@ Q. Lv et al., VLDB 2007 (multi-probe LSH).
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import norm
 
 from ..ot import bucket_stats, pack_codes
-from .common import ExerciseError, _fig_ax, _ok
+from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb05_contrastive_learning import plot_training_curves
 from .nb06_optimal_transport import plot_bucket_sizes
 
-__all__ = ["plot_training_curves", "plot_bucket_sizes", "plot_search_tradeoff", "check_bucket_entropy",
-           "check_pack_codes", "check_expected_candidates"]
+__all__ = ["plot_training_curves", "plot_bucket_sizes", "plot_search_tradeoff", "wilson_interval",
+           "paired_difference", "compare", "at_equal_share", "check_bucket_entropy",
+           "check_pack_codes", "check_expected_candidates",
+           "exercise", "passed", "solution_bucket_entropy", "solution_pack_codes", "solution_expected_candidates"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
 
-def plot_search_tradeoff(results, ax=None, figsize=(7, 3.5), title="top-1 against the share of the database scored"):
+def plot_search_tradeoff(results, ax=None, figsize=(7, 3.5), title="top-1 against the share of the database scored",
+                         n_queries=None, level=0.95):
     """Top-1 against the fraction of the database scored, one curve per method (e.g. an n_probes sweep).
 
     Args:
@@ -31,22 +37,116 @@ def plot_search_tradeoff(results, ax=None, figsize=(7, 3.5), title="top-1 agains
         ax: axes to draw on (a new figure if None).
         figsize: size of a new figure.
         title: axes title.
+        n_queries: the queries behind each top-1: draws its Wilson interval at `level` as an error bar.
+        level: the intervals' confidence.
 
     Returns:
         (fig, ax).
 
-    Notebook: 07_balanced_hashing.ipynb, 08_search.ipynb
+    Notebook: 07_balanced_hashing.ipynb, 08_search.ipynb, 09_benchmark.ipynb
     """
     fig, ax = _fig_ax(ax, figsize)
     for i, (name, pts) in enumerate(results.items()):
         pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
         # markers of decreasing size and hollow, so that methods landing on the same point all show
-        ax.plot(pts[:, 0], pts[:, 1], "-" if len(pts) > 1 else "", marker="osD^v*"[i % 6], ms=max(4, 12 - 2 * i),
-                fillstyle="none", mew=1.5, label=name)
+        line, = ax.plot(pts[:, 0], pts[:, 1], "-" if len(pts) > 1 else "", marker="osD^v*"[i % 6],
+                        ms=max(4, 12 - 2 * i), fillstyle="none", mew=1.5, label=name)
+        if n_queries:
+            lo, hi = wilson_interval(np.rint(pts[:, 1] * n_queries), n_queries, level)
+            ax.errorbar(pts[:, 0], pts[:, 1], yerr=[pts[:, 1] - lo, hi - pts[:, 1]], fmt="none",
+                        ecolor=line.get_color(), alpha=0.6, capsize=2)
     ax.set(xscale="log", xlabel="share of the database scored per query window", ylabel="top-1", ylim=(0, 1.02),
-           title=title)
+           title=title + (f"\n(bars: {level:.0%} intervals, {n_queries} queries)" if n_queries else ""))
     ax.legend(fontsize="small")
     return fig, ax
+
+
+# ---- how sure a measured hit rate is
+
+
+def wilson_interval(k, n: int, level: float = 0.95):
+    """The Wilson score interval of a binomial proportion k / n (Wilson 1927): sound at small n and near 0 or 1,
+    where the textbook p ± z sqrt(p (1 - p) / n) is not. `k` may be an array.
+
+    Returns:
+        (lo, hi), each like k.
+
+    Notebook: 07_balanced_hashing.ipynb, 08_search.ipynb, 09_benchmark.ipynb
+    """
+    z = norm.ppf(0.5 + level / 2)
+    p = np.asarray(k, dtype=np.float64) / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def paired_difference(hits_a, hits_b, level: float = 0.95, n_boot: int = 4000, seed: int = 0):
+    """How much more often method a is right than method b on the same queries, with a bootstrap interval
+    (the queries resampled with replacement, both methods' answers kept together).
+
+    Args:
+        hits_a, hits_b: (Q,) 0/1 or bool: each query right or not, the same queries in the same order.
+
+    Returns:
+        (difference, lo, hi) in shares (0.05 = 5 points).
+
+    Notebook: 07_balanced_hashing.ipynb, 08_search.ipynb, 09_benchmark.ipynb
+    """
+    d = np.asarray(hits_a, dtype=np.float64) - np.asarray(hits_b, dtype=np.float64)  # (Q,) -1, 0 or 1
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    boot = d[idx].mean(axis=1)
+    lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
+    return float(d.mean()), float(lo), float(hi)
+
+
+def compare(name_a, hits_a, name_b, hits_b, level: float = 0.95) -> str:
+    """One sentence, from the numbers: both hit rates with their intervals and what their difference shows.
+
+    Notebook: 07_balanced_hashing.ipynb, 08_search.ipynb, 09_benchmark.ipynb
+    """
+    n = len(hits_a)
+    parts = []
+    for name, h in ((name_a, hits_a), (name_b, hits_b)):
+        lo, hi = wilson_interval(np.sum(h), n, level)
+        parts.append(f"{name} {100 * np.mean(h):.0f} % [{100 * lo:.0f}, {100 * hi:.0f}]")
+    d, lo, hi = paired_difference(hits_a, hits_b, level)
+    verdict = (f"{name_a} ahead" if lo > 0 else f"{name_b} ahead" if hi < 0 else
+               "no difference this many queries can show")
+    return (f"{parts[0]} against {parts[1]}: {100 * d:+.0f} points ({level:.0%} interval {100 * lo:+.0f} to "
+            f"{100 * hi:+.0f}), {verdict}")
+
+
+def at_equal_share(name_a, curve_a, name_b, curve_b, n_queries: int, level: float = 0.95) -> str:
+    """One sentence: the two methods at equal work. Each point of `curve_a` whose share scored lies within
+    `curve_b`'s range is set against `curve_b`'s top-1 interpolated at that share (linear in log share).
+
+    Args:
+        curve_a, curve_b: lists of (share scored, top-1) in sweep order.
+        n_queries: the queries behind each point, for the width of an interval.
+
+    Notebook: 07_balanced_hashing.ipynb, 08_search.ipynb, 09_benchmark.ipynb
+    """
+    a, b = np.asarray(curve_a, dtype=np.float64), np.asarray(curve_b, dtype=np.float64)
+    b = b[np.argsort(b[:, 0])]
+    inside = (a[:, 0] >= b[0, 0]) & (a[:, 0] <= b[-1, 0])
+    if not inside.any():
+        return f"{name_a} and {name_b} score no common share of the database: no comparison at equal work."
+    rate_b = np.interp(np.log(a[inside, 0]), np.log(b[:, 0]), b[:, 1])  # (P,) b at a's shares
+    d = a[inside, 1] - rate_b  # (P,) top-1 differences
+    half = []  # the half-width a difference of two independent rates needs: sqrt(h_a^2 + h_b^2)
+    for rate_a, rb in zip(a[inside, 1], rate_b):
+        (la, ha), (lb, hb) = (wilson_interval(np.rint(r * n_queries), n_queries, level) for r in (rate_a, rb))
+        half.append(np.hypot((ha - la) / 2, (hb - lb) / 2))
+    half = np.array(half)
+    big = np.abs(d) > half
+    if not big.any():
+        verdict = "within what chance gives: this run cannot tell them apart at equal work"
+    else:
+        lead = name_a if d[big].mean() > 0 else name_b
+        verdict = f"{lead} ahead at {big.sum()} of them, by more than chance gives there"
+    return (f"At equal share of the database scored ({name_b}'s top-1 interpolated at {name_a}'s {inside.sum()} "
+            f"shares), {name_a} minus {name_b} is {100 * d.min():+.0f} to {100 * d.max():+.0f} points, where a "
+            f"difference of two rates needs more than about ±{100 * half.mean():.0f} to stand out: {verdict}.")
 
 
 # ---- exercises
@@ -61,6 +161,7 @@ def _code_cases():
             (rng.integers(0, 2 ** 12, 20000) >> rng.integers(0, 6, 20000), 12)]
 
 
+@checker
 def check_bucket_entropy(your_fn) -> None:
     """Check `your_fn(codes, K) -> normalised entropy` against `minihash.ot.bucket_stats`.
 
@@ -108,6 +209,7 @@ def check_bucket_entropy(your_fn) -> None:
     _ok("bucket_entropy")
 
 
+@checker
 def check_pack_codes(your_fn) -> None:
     """Check `your_fn(logits (N, K)) -> (N,) integer codes` against `minihash.ot.pack_codes`.
 
@@ -157,6 +259,7 @@ def check_pack_codes(your_fn) -> None:
     _ok("pack_codes")
 
 
+@checker
 def check_expected_candidates(your_fn) -> None:
     """Check `your_fn(codes) -> expected candidates per probe` = sum_b n_b^2 / N.
 
@@ -193,3 +296,25 @@ def check_expected_candidates(your_fn) -> None:
                 raise ExerciseError(f"{where}: {why}")
         raise ExerciseError(where)
     _ok("expected_candidates")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_bucket_entropy(codes, K):
+    """Exercise 1: the bucket occupancy's entropy in bits over log2 min(N, 2^K)."""
+    _, n = np.unique(codes, return_counts=True)
+    p = n / n.sum()
+    return float(-(p * np.log2(p)).sum() / np.log2(min(len(codes), 2 ** K)))
+
+
+def solution_pack_codes(logits):
+    """Exercise 2: one integer per row, bit k set where logit k > 0."""
+    K = logits.shape[1]
+    bits = (logits > 0).astype(np.uint64)
+    return (bits << np.arange(K, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+
+
+def solution_expected_candidates(codes):
+    """Exercise 3: sum of squared bucket sizes over N."""
+    _, n = np.unique(codes, return_counts=True)
+    return float((n.astype(np.float64) ** 2).sum() / n.sum())

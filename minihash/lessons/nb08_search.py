@@ -14,13 +14,18 @@ import numpy as np
 
 from ..search.base import vote
 from ..search.buckets import BucketTable, probe_order
-from .common import ExerciseError, _fig_ax, _ok
+from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb00_overview import plot_offset_votes
 from .nb06_optimal_transport import plot_bucket_sizes
-from .nb07_balanced_hashing import plot_search_tradeoff
+from .nb07_balanced_hashing import (at_equal_share, compare, paired_difference, plot_search_tradeoff,
+                                    wilson_interval)
 
-__all__ = ["plot_bucket_sizes", "plot_offset_votes", "plot_search_tradeoff", "plot_probe_sets",
-           "plot_score_histograms", "plot_alignment_peak", "check_bucket_lookup", "check_probe_order", "check_vote"]
+__all__ = ["plot_bucket_sizes", "plot_offset_votes", "plot_search_tradeoff", "wilson_interval", "paired_difference",
+           "compare", "at_equal_share", "plot_probe_sets",
+           "plot_score_histograms", "plot_alignment_peak", "check_bucket_lookup", "check_probe_order", "check_vote",
+           "exercise", "passed", "solution_bucket", "solution_probes", "solution_vote"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -129,6 +134,7 @@ def plot_alignment_peak(bins, scores, hop_s, peak_s=None, truth_s=None, ax=None,
 
 # ---- exercises
 
+@checker
 def check_bucket_lookup(your_fn) -> None:
     """Check `your_fn(codes_sorted, code) -> (lo, hi)`: the rows of one bucket, `codes_sorted[lo:hi]`.
 
@@ -195,6 +201,7 @@ def _subset_costs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return masks, bits.astype(np.float64) @ w
 
 
+@checker
 def check_probe_order(your_fn) -> None:
     """Check `your_fn(logits, n_probes) -> masks`: the multi-probe flip-sets, cheapest first.
 
@@ -285,6 +292,7 @@ def _vote_case(kind: str, rng):
     return (np.array(win)[o], np.array(rows)[o], np.array(sims, dtype=np.float32)[o], q_starts, track_ids, starts, hop)
 
 
+@checker
 def check_vote(your_fn) -> None:
     """Check `your_fn(win, rows, sims, q_starts, track_ids, starts, hop_s) -> (track, offset_bin)`.
 
@@ -333,3 +341,32 @@ def check_vote(your_fn) -> None:
                                 "(np.maximum(sims, 0)), not subtract from a pair's votes")
         raise ExerciseError(f"case {kind!r}: you found (track, bin) {got}, the answer is {want}")
     _ok("check_vote")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_bucket(codes_sorted, code):
+    """Exercise 1: the run of rows with that code, by binary search."""
+    return int(np.searchsorted(codes_sorted, code, "left")), int(np.searchsorted(codes_sorted, code, "right"))
+
+
+def solution_probes(logits, n_probes):
+    """Exercise 2: the cheapest flip-sets without a heap, one bit at a time (least confident first)."""
+    conf = np.abs(np.asarray(logits, dtype=np.float64))
+    masks, costs = np.zeros(1, dtype=np.uint64), np.zeros(1)
+    for k in np.argsort(conf, kind="stable"):
+        masks = np.concatenate([masks, masks | np.uint64(1 << int(k))])  # every set so far, without and with bit k
+        costs = np.concatenate([costs, costs + conf[k]])
+        keep = np.argsort(costs, kind="stable")[:n_probes]  # the cheapest n_probes survive
+        masks, costs = masks[keep], costs[keep]
+    return masks
+
+
+def solution_vote(win, rows, sims, q_starts, track_ids, starts, hop_s):
+    """Exercise 3: the (track, offset bin) with the largest summed positive similarity."""
+    tr = track_ids[rows]
+    b = np.rint((starts[rows] - q_starts[win]) / hop_s).astype(int)
+    H = np.zeros((tr.max() + 1, b.max() - b.min() + 1))
+    np.add.at(H, (tr, b - b.min()), np.maximum(sims, 0.0))
+    t, j = np.unravel_index(np.argmax(H), H.shape)
+    return int(t), int(j + b.min())

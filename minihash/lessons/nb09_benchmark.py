@@ -1,4 +1,5 @@
-"""Notebook 09: the benchmark, every method on the same noisy queries (its figures are the evaluation's own).
+"""Notebook 09: the benchmark, every method on the same noisy queries (its figures are the evaluation's own,
+the spectrogram of notebook 00 and the trade-off plot and interval statistics of notebook 07).
 
 Exercises: normalised cross-correlation, which finds where an excerpt repeats in its track (for the
 repeat-aware score), and the no-match threshold calibrated on negative queries, each against the package.
@@ -12,13 +13,22 @@ import numpy as np
 
 from ..corpus.repeats import ncc
 from ..search.threshold import calibrate_threshold
-from .common import ExerciseError, _close, _ok
+from .common import ExerciseError, _close, _ok, checker, exercise_decorator, passed
+from .nb00_overview import plot_spectrogram
+from .nb07_balanced_hashing import (at_equal_share, compare, paired_difference, plot_search_tradeoff,
+                                    wilson_interval)
 
-__all__ = ["check_ncc", "check_threshold"]
+__all__ = ["plot_spectrogram", "plot_search_tradeoff", "wilson_interval", "paired_difference", "compare",
+           "at_equal_share",
+           "check_ncc", "check_threshold",
+           "exercise", "passed", "solution_ncc", "solution_threshold"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- exercises
 
+@checker
 def check_ncc(your_fn) -> None:
     """Check a normalised cross-correlation `your_fn(q, x) -> (len(x) - len(q) + 1,)` against
     `minihash.corpus.repeats.ncc`, and say which classic mistake it makes.
@@ -52,6 +62,7 @@ def check_ncc(your_fn) -> None:
     _close(got, want, "ncc", atol=1e-6)
 
 
+@checker
 def check_threshold(your_fn) -> None:
     """Check `your_fn(negative_scores, max_false) -> threshold` (a score >= threshold is a match)
     against `minihash.search.threshold.calibrate_threshold`.
@@ -72,3 +83,21 @@ def check_threshold(your_fn) -> None:
                                 f"{false:.0%} through where {np.mean(s >= want):.0%} is allowed: it is higher than "
                                 "needed, and costs true matches")
     _ok("check_threshold")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_ncc(q, x):
+    """Exercise 1: Pearson r of q with every window of x (windows as rows of a strided view)."""
+    q = np.asarray(q, dtype=np.float64)
+    W = np.lib.stride_tricks.sliding_window_view(np.asarray(x, dtype=np.float64), len(q))  # (lags, n)
+    qc, Wc = q - q.mean(), W - W.mean(axis=1, keepdims=True)
+    d = np.sqrt((qc @ qc) * np.einsum("ij,ij->i", Wc, Wc))
+    return np.where(d > 0, Wc @ qc / np.where(d > 0, d, 1.0), 0.0)
+
+
+def solution_threshold(scores, max_false):
+    """Exercise 2: the lowest threshold that at most max_false of the negatives reach (score >= threshold)."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]  # highest first
+    allowed = int(np.floor(max_false * len(s) + 1e-9))  # how many may pass
+    return float(np.nextafter(s[allowed], np.inf)) if allowed < len(s) else -np.inf

@@ -10,13 +10,18 @@ ITU-T G.712 / P.48 (the telephone channel).
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import sosfreqz
+from scipy.signal import butter, sosfilt, sosfreqz
 
-from .common import ExerciseError, _fig_ax, _ok
+from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb00_overview import plot_spectrogram
+from .nb07_balanced_hashing import paired_difference
 
-__all__ = ["plot_spectrogram", "plot_frequency_response", "plot_accuracy_vs_length", "check_phone_filter",
-           "check_excerpt"]
+__all__ = ["plot_spectrogram", "paired_difference",
+           "plot_frequency_response", "plot_accuracy_vs_length", "check_phone_filter",
+           "check_excerpt",
+           "exercise", "passed", "solution_phone_filter", "solution_excerpt"]
+
+exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
 
 # ---- figures
@@ -89,6 +94,7 @@ def _tone_gain_db(fn, f: float, sr: int) -> float:
     return 10 * np.log10(np.mean(y[mid] ** 2) / np.mean(x[mid].astype(np.float64) ** 2) + 1e-20)
 
 
+@checker
 def check_phone_filter(your_fn) -> None:
     """Check `your_fn(x, sr) -> y`: a telephone band-pass, 300-3400 Hz, at any sample rate.
 
@@ -123,6 +129,7 @@ def check_phone_filter(your_fn) -> None:
     _ok("check_phone_filter")
 
 
+@checker
 def check_excerpt(your_fn) -> None:
     """Check `your_fn(x, start_s, length_s, sr) -> excerpt`: x[a:a+n], a = round(start_s sr), n = round(length_s sr).
 
@@ -168,3 +175,17 @@ def check_excerpt(your_fn) -> None:
         if not np.array_equal(y, x[a:a + n]):
             raise ExerciseError(f"{where}: the samples are not x[{a}:{a + n}] (reordered or modified?)")
     _ok("check_excerpt")
+
+
+# ---- solutions: the notebook's exercises answered (`make test` runs it with them)
+
+def solution_phone_filter(x, sr):
+    """Exercise 1: a 4th-order Butterworth band-pass, 300-3400 Hz, at any sample rate."""
+    sos = butter(4, [300.0, 3400.0], btype="bandpass", fs=sr, output="sos")
+    return sosfilt(sos, x)
+
+
+def solution_excerpt(x, start_s, length_s, sr):
+    """Exercise 2: round(length_s * sr) samples from sample round(start_s * sr)."""
+    a = int(round(start_s * sr))
+    return x[a:a + int(round(length_s * sr))]
