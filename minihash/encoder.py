@@ -3,9 +3,8 @@
 The transformer follows Singh, Demuynck and Arora, "Simultaneously learning
 robust audio embeddings and balanced hash codes for query-by-example" (ICASSP
 2023, arXiv 2211.11060): the log-mel image of a 1 s window is cut into ten
-full-band 100 ms patches, each patch becomes a token (or, with `stem="conv"`, a few
-strided 3x3 convolutions make tokens that are local in time and frequency: Xiao et
-al., "Early convolutions help transformers see better", NeurIPS 2021), a pre-norm transformer
+full-band 100 ms patches (or strided 3x3 convolutions, `stem="conv"`: Xiao et al., NeurIPS
+2021), each patch becomes a token, a pre-norm transformer
 lets the tokens attend to each other, and two heads read the pooled result: an
 embedding head (L2-normalised, for re-ranking) and a hash head (K logits, whose
 signs are the K-bit code of the hash table). `Encoder` is what every minihash
@@ -165,11 +164,9 @@ class PatchEmbed(nn.Module):
 class ConvStem(nn.Module):
     """Strided 3x3 convolutions to tokens (Xiao et al., NeurIPS 2021): (B, n_mels, frames) -> (B, N, width).
 
-    Three stride-2 convolutions (c, 2c, 4c channels, each with a layer norm and GELU) turn the
-    64 x 101 log-mel into 8 x 13 cells that each see a 15 x 15 neighbourhood (a 560 Hz-ish band,
-    150 ms); each time step's rows, in `stem_bands` bands, are mapped linearly to a token. A patch
-    embedding is one big linear map that must learn locality from data; the convolutions start
-    with it, which is what helps a small transformer learn from little data.
+    Three stride-2 convolutions (c, 2c, 4c channels, layer norm, GELU) turn the 64 x 101 log-mel into
+    8 x 13 cells, each seeing 15 x 15 bins; a time step's rows (in `stem_bands` bands) become a token.
+    A patch embedding must learn locality from data; convolutions start with it.
     """
 
     def __init__(self, cfg: ModelConfig):

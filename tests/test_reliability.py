@@ -77,7 +77,7 @@ def cheap_negatives(folders=(), notes=None, **kw):
 
 @pytest.fixture
 def cheap_calibration(monkeypatch):
-    monkeypatch.setattr(cli, "calibration_negatives", cheap_negatives)
+    monkeypatch.setattr(cli.commands, "calibration_negatives", cheap_negatives)
 
 
 def run(capsys, *argv):
@@ -270,8 +270,8 @@ def test_a_folder_without_audio_is_refused_cleanly(tmp_path, capsys, env):
 @pytest.mark.parametrize("hop", ["0", "-1", "nan", "inf", "-inf", "0.001", "ten"])
 @pytest.mark.parametrize("cmd", ["index", "query"])
 def test_hop_is_checked_before_any_work(cmd, hop, tmp_path, capsys, monkeypatch, env):
-    monkeypatch.setattr(cli, "load_model", fail)
-    monkeypatch.setattr(cli, "load_index", fail)
+    monkeypatch.setattr(cli.commands, "load_model", fail)
+    monkeypatch.setattr(cli.commands, "load_index", fail)
     argv = ["index", env.refs, "-o", tmp_path / "i"] if cmd == "index" else ["query", env.idx, env.queries[0]]
     with pytest.raises(SystemExit) as e:
         main([*map(str, argv), f"--hop={hop}"])
@@ -281,14 +281,14 @@ def test_hop_is_checked_before_any_work(cmd, hop, tmp_path, capsys, monkeypatch,
 
 @pytest.mark.parametrize("value", ["-0.1", "1", "nan"])
 def test_max_false_is_checked_before_any_work(value, tmp_path, capsys, monkeypatch, env):
-    monkeypatch.setattr(cli, "load_model", fail)
+    monkeypatch.setattr(cli.commands, "load_model", fail)
     with pytest.raises(SystemExit) as e:
         main(["index", str(env.refs), "-o", str(tmp_path / "i"), f"--max-false={value}"])
     assert e.value.code == 2 and "--max-false" in capsys.readouterr().err
 
 
 def test_out_onto_something_that_is_not_an_index_is_refused_first(tmp_path, capsys, monkeypatch, env):
-    monkeypatch.setattr(cli, "load_model", fail)
+    monkeypatch.setattr(cli.commands, "load_model", fail)
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "todo.txt").write_text("mine")
@@ -300,7 +300,7 @@ def test_out_onto_something_that_is_not_an_index_is_refused_first(tmp_path, caps
 
 
 def test_out_where_nothing_can_be_written_is_refused_first(tmp_path, capsys, monkeypatch, env):
-    monkeypatch.setattr(cli, "load_model", fail)
+    monkeypatch.setattr(cli.commands, "load_model", fail)
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == tmp_path else real_access(p, mode))
     rc, out, err = run(capsys, "index", env.refs, "-o", tmp_path / "new" / "idx", "--model", env.model_file)
@@ -308,7 +308,7 @@ def test_out_where_nothing_can_be_written_is_refused_first(tmp_path, capsys, mon
 
 
 def test_missing_negatives_or_refs_are_refused_first(tmp_path, capsys, monkeypatch, env):
-    monkeypatch.setattr(cli, "load_model", fail)
+    monkeypatch.setattr(cli.commands, "load_model", fail)
     rc, out, err = run(capsys, "index", env.refs, "-o", tmp_path / "idx", "--negatives", tmp_path / "nope")
     assert_refused(rc, out, err, tmp_path / "nope", "--negatives")
     rc, out, err = run(capsys, "index", tmp_path / "nope", "-o", tmp_path / "idx")

@@ -1,0 +1,6 @@
+"""`python -m minihash.cli`: the same as the `minihash` command."""
+import sys
+
+from . import main
+
+sys.exit(main())
