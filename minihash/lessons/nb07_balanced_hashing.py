@@ -90,7 +90,7 @@ def paired_difference(hits_a, hits_b, level: float = 0.95, n_boot: int = 4000, s
     Returns:
         (difference, lo, hi) in shares (0.05 = 5 points).
 
-    Notebook: 07_balanced_hashing.ipynb, 08_search.ipynb, 09_benchmark.ipynb
+    Notebook: 08_search.ipynb, 09_benchmark.ipynb (07 through `compare`)
     """
     d = np.asarray(hits_a, dtype=np.float64) - np.asarray(hits_b, dtype=np.float64)  # (Q,) -1, 0 or 1
     idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
