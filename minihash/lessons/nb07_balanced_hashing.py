@@ -99,6 +99,11 @@ def paired_difference(hits_a, hits_b, level: float = 0.95, n_boot: int = 4000, s
     return float(d.mean()), float(lo), float(hi)
 
 
+def _pts(x: float) -> str:
+    """A difference of shares in signed points, rounded (never "-0")."""
+    return f"{int(round(100 * x)):+d}"
+
+
 def compare(name_a, hits_a, name_b, hits_b, level: float = 0.95) -> str:
     """One sentence, from the numbers: both hit rates with their intervals and what their difference shows.
 
@@ -112,8 +117,7 @@ def compare(name_a, hits_a, name_b, hits_b, level: float = 0.95) -> str:
     d, lo, hi = paired_difference(hits_a, hits_b, level)
     verdict = (f"{name_a} ahead" if lo > 0 else f"{name_b} ahead" if hi < 0 else
                "no difference this many queries can show")
-    return (f"{parts[0]} against {parts[1]}: {100 * d:+.0f} points ({level:.0%} interval {100 * lo:+.0f} to "
-            f"{100 * hi:+.0f}), {verdict}")
+    return f"{parts[0]} against {parts[1]}: {_pts(d)} points ({level:.0%} interval {_pts(lo)} to {_pts(hi)}), {verdict}"
 
 
 def at_equal_share(name_a, curve_a, name_b, curve_b, n_queries: int, level: float = 0.95) -> str:
@@ -145,7 +149,7 @@ def at_equal_share(name_a, curve_a, name_b, curve_b, n_queries: int, level: floa
         lead = name_a if d[big].mean() > 0 else name_b
         verdict = f"{lead} ahead at {big.sum()} of them, by more than chance gives there"
     return (f"At equal share of the database scored ({name_b}'s top-1 interpolated at {name_a}'s {inside.sum()} "
-            f"shares), {name_a} minus {name_b} is {100 * d.min():+.0f} to {100 * d.max():+.0f} points, where a "
+            f"shares), {name_a} minus {name_b} is {_pts(d.min())} to {_pts(d.max())} points, where a "
             f"difference of two rates needs more than about ±{100 * half.mean():.0f} to stand out: {verdict}.")
 
 
