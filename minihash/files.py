@@ -35,6 +35,13 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """`mode` as the user's umask lets a new file have it (what `open` gives; not mkstemp's 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def save_npy(path, a: np.ndarray) -> None:
     """Write `a` to `path` as .npy atomically (temporary file + rename); never pickled."""
     path = Path(path)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from ._version import __version__
 from .encoder import Encoder, Fingerprinter, ModelConfig, count_parameters, stored_weights
 from .errors import FormatError
-from .files import sha256, temp_name
+from .files import sha256, temp_name, umask_mode
 from .nafp import ConvEncoder
 
 FORMAT = "minihash-model"
@@ -62,6 +62,7 @@ def save_model(model: Encoder, path, extra: dict | None = None) -> Path:
                 "config": model.cfg.to_dict(), "sha256": sha256(tmp_w), "size": os.path.getsize(tmp_w),
                 "parameters": count_parameters(model), **({"extra": extra} if extra else {})}
         tmp_j.write_text(json.dumps(meta, indent=2))
+        os.chmod(tmp_w, umask_mode())  # safetensors writes 0600: a model file is for every user the umask allows
         os.replace(tmp_w, path)  # weights first: a crash in between leaves a detectable checksum mismatch
         os.replace(tmp_j, path.with_suffix(".json"))
     finally:

@@ -384,3 +384,15 @@ def test_model_files_without_stem_fields_load_as_patch(saved):
         meta["config"].pop(k, None)
     saved.with_suffix(".json").write_text(json.dumps(meta))
     assert load_model(saved).cfg.stem == "patch"
+
+
+def test_model_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = save_model(build_model(ModelConfig.preset("tiny")), tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 == stat.S_IMODE(path.with_suffix(".json").stat().st_mode)
