@@ -1,4 +1,4 @@
-"""The command-line contract of DESIGN.md (`minihash index` and `minihash query`, end to end) and the package API."""
+"""The command-line contract (`minihash index` and `minihash query`, end to end) and the package API."""
 import json
 import os
 import subprocess
