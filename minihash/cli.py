@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .audio import AudioFolder, load
+from .audio import AudioFolder, decoded_path, load
 from .bench.report import markdown_table
 from .bench.report import write_report as write_bench_report
 from .bench.run import METHODS as BENCH_METHODS
@@ -26,12 +27,13 @@ from .errors import AudioError, MinihashError
 from .evaluate.protocol import METHODS as EVAL_METHODS
 from .evaluate.protocol import EvalConfig, grid
 from .evaluate.report import overview_figure
-from .evaluate.run import calibration_negatives, run_eval
+from .evaluate.calibrate import PER_LENGTH, calibrate_index
+from .evaluate.run import load_folders, run_eval
 from .modelfile import SHIPPED, load_model
 from .recipe import train_from_args
 from .search import METHODS as INDEX_METHODS
 from .search import load_index
-from .search.pipeline import calibrate_on_negatives, index_audio, query_audio
+from .search.pipeline import index_audio, query_audio
 from .search.store import read_manifest
 
 try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then limits too
@@ -89,9 +91,12 @@ def _add_index(sub):
     p.add_argument("--method", choices=[m for m in INDEX_METHODS if m != "faiss"], default="hash")  # faiss: optional
     p.add_argument("--hop", type=float, default=0.1, help="seconds between fingerprinted windows")
     p.add_argument("--max-false", type=float, default=0.05,
-                   help="share of queries of audio not in the index allowed to match (sets the thresholds)")
+                   help="share of queries of audio not in the index allowed to match (sets the thresholds; "
+                        "`minihash query --max-false` changes it later)")
     p.add_argument("--negatives", nargs="+", default=[], metavar="DIR",
-                   help="music NOT in the index (the threshold calibrates on it besides procedural tracks)")
+                   help="music NOT in the index, to calibrate on besides the collection itself")
+    p.add_argument("--calibration", type=int, default=PER_LENGTH, metavar="N",
+                   help="excerpts per query length to calibrate the no-match decision on")
 
 
 def _add_query(sub):
@@ -101,6 +106,8 @@ def _add_query(sub):
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--model", default=None, help="model file (default: the one recorded in the index)")
     p.add_argument("--hop", type=float, default=0.5, help="seconds between the query's windows")
+    p.add_argument("--max-false", type=float, default=None,
+                   help="share of queries of audio not in the index allowed to match (default: the index's)")
 
 
 def _add_eval(sub):
@@ -203,20 +210,47 @@ def index_command(args) -> int:
     if not folder.files:
         raise SystemExit(f"minihash index: no audio files (wav, flac, ogg, opus, mp3) under {args.refs}")
     model_path = str(Path(args.model or SHIPPED).resolve())
-    index = index_audio(model, folder.stream(), method=args.method, hop_s=args.hop, total=len(folder.files),
+    paths, held = dict(folder.files), {}
+
+    def stream():  # each track once; calibration reads its excerpts back from the decode cache
+        for name, x in folder.stream():
+            yield name, x
+            held[name] = load(paths[name], mmap=True) if decoded_path(paths[name]).is_file() else x
+
+    t0 = time.perf_counter()
+    index = index_audio(model, stream(), method=args.method, hop_s=args.hop, total=len(folder.files),
                         meta={"model_path": model_path, "refs": str(Path(args.refs).resolve())})
+    index_s = time.perf_counter() - t0
     for name, reason in folder.errors:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     for dup, orig in folder.duplicates:
         print(f"skipped {dup}: same content as {orig}", file=sys.stderr)
-    calibrate_on_negatives(index, model, calibration_negatives(args.negatives), max_false=args.max_false)
+    extra = list(load_folders(args.negatives).values()) if args.negatives else []
+    cal = calibrate_index(index, model, held, max_false=args.max_false, per_length=args.calibration, negatives=extra)
     index.save(args.out)
     st = index.stats()
-    thr = ", ".join(f"{n} windows {t:.3f}" for n, t in sorted(index.thresholds.items()))
     print(f"indexed {len(index.names)} tracks, {st['n_windows']} windows ({args.method}, "
-          f"{st['bytes_per_window']:.0f} bytes/window) into {args.out}; thresholds by query length: {thr}; "
+          f"{st['bytes_per_window']:.0f} bytes/window) into {args.out} in {index_s:.0f} s; "
           f"{len(folder.errors)} unreadable and {len(folder.duplicates)} duplicate files skipped")
+    print(calibration_summary(cal, index, index_s))
     return 0
+
+
+def calibration_summary(cal: dict, index, index_s: float | None = None) -> str:
+    """What the thresholds of `calibrate_index` rest on and promise, as `minihash index` prints it."""
+    conf = index.meta["calibration"]["confidence"]
+    promise = f", promised with {100 * conf:g} % confidence" if conf else ""
+    lines = [f"no match: thresholds per query length, so that at most {100 * index.meta['max_false']:g} % of queries "
+             f"of music not in the index match{promise}; `minihash query --max-false` changes the share"]
+    for L, r in ((L, r) for L, r in cal.items() if L != "seconds"):
+        parts = [f"{r['collection']} excerpts of the collection, each searched without its own track"]
+        parts += [f"{r['procedural']} of procedural songs (the collection is too small)"] if r["procedural"] else []
+        parts += [f"{r['added']} of --negatives"] if r["added"] else []
+        lines.append(f"  {L:g} s: threshold {r['threshold']:.3f} on {r['negatives']} negatives ({'; '.join(parts)}); "
+                     f"decision fitted on them and {r['right']} of {r['positives']} excerpts found in their track")
+    share = f" ({100 * cal['seconds'] / index_s:.0f} % of the indexing time)" if index_s else ""
+    lines.append(f"calibrated in {cal['seconds']:.0f} s{share}")
+    return "\n".join(lines)
 
 
 def query_command(args) -> int:
@@ -224,6 +258,11 @@ def query_command(args) -> int:
     meta = read_manifest(args.index).get("meta", {})
     model = load_model(args.model or meta.get("model_path"))
     index = load_index(args.index, expect_model=model.model_id)
+    if args.max_false is not None:
+        try:
+            index.set_max_false(args.max_false)
+        except ValueError as e:
+            raise SystemExit(f"minihash query: {args.index}: {e}") from None
     failed = 0
     for q in args.queries:
         try:
@@ -231,19 +270,22 @@ def query_command(args) -> int:
         except AudioError as e:
             failed += 1
             if args.json:
-                print(json.dumps({"query": q, "match": None, "offset_s": None, "score": None, "time_ms": None,
-                                  "error": e.reason}))
+                print(json.dumps({"query": q, "match": None, "offset_s": None, "score": None, "threshold": None,
+                                  "time_ms": None, "error": e.reason}))
             else:
                 print(f"{q}: error: {e.reason}", file=sys.stderr)
             continue
         if args.json:
             print(json.dumps({"query": q, "match": m.track, "offset_s": round(m.offset_s, 3),
-                              "score": round(m.score, 4), "time_ms": round(m.time_ms, 2)}), flush=True)
+                              "score": round(m.score, 4),
+                              "threshold": round(m.threshold, 4) if math.isfinite(m.threshold) else None,
+                              "time_ms": round(m.time_ms, 2)}), flush=True)
         elif m.track is None:
             print(f"{q}: no match (best score {m.score:.3f} under the threshold {m.threshold:.3f}; "
                   f"{m.time_ms:.1f} ms)")
         else:
-            print(f"{q}: {m.track} at {m.offset_s:.2f} s (score {m.score:.3f}, {m.time_ms:.1f} ms)")
+            print(f"{q}: {m.track} at {m.offset_s:.2f} s (score {m.score:.3f}, threshold {m.threshold:.3f}; "
+                  f"{m.time_ms:.1f} ms)")
     return 1 if failed == len(args.queries) else 0
 
 

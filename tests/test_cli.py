@@ -45,10 +45,10 @@ def setup(tmp_path_factory):
 
 def test_index_then_query(setup, capsys):
     root, model, refs, queries = setup
-    assert main(["index", str(refs), "-o", str(root / "idx"), "--model", str(model)]) == 0
+    assert main(["index", str(refs), "-o", str(root / "idx"), "--model", str(model), "--calibration", "50"]) == 0
     out, err = capsys.readouterr()
     assert "broken.wav" in err  # the corrupt file is skipped and named
-    assert "indexed 6 tracks" in out and "thresholds by query length" in out
+    assert "indexed 6 tracks" in out and "no match: thresholds per query length" in out
     manifest = json.loads((root / "idx" / "manifest.json").read_text())
     assert manifest["n_tracks"] == 6 and set(manifest["meta"]["thresholds"]) == {"1", "3", "5", "9"}
 
