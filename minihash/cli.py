@@ -1,4 +1,4 @@
-"""The command line: `minihash demo / train / index / query / eval / bench-search`.
+"""The command line: `minihash demo / train / index / query / eval / eval-nomatch / bench-search`.
 
 Every command is parsed and dispatched here, each a thin call into its module. The
 contract of `index` and `query` (arguments and JSON output) is fixed by DESIGN.md, since tests,
@@ -25,9 +25,10 @@ from .bench.run import BenchConfig, parse_size, run_benchmark
 from .distort import CONDITIONS
 from .errors import AudioError, MinihashError
 from .evaluate.protocol import METHODS as EVAL_METHODS
+from .evaluate.nomatch import eval_nomatch
 from .evaluate.protocol import EvalConfig, grid
 from .evaluate.report import overview_figure
-from .evaluate.calibrate import PER_LENGTH, calibrate_index
+from .evaluate.calibrate import PER_LENGTH, calibrate_index, calibration_summary
 from .evaluate.run import load_folders, run_eval
 from .modelfile import SHIPPED, load_model
 from .recipe import train_from_args
@@ -138,6 +139,25 @@ def _add_eval(sub):
     p.add_argument("--out", default="minihash-eval", help="report folder")
 
 
+def _add_eval_nomatch(sub):
+    p = sub.add_parser("eval-nomatch", help="does no match hold? an index's false matches and true finds, and its "
+                                            "decision scores compared by ROC curves")
+    p.add_argument("index", metavar="INDEX_DIR")
+    p.add_argument("--refs", required=True, metavar="DIR", help="the folder the index was built from")
+    p.add_argument("--negatives", nargs="+", required=True, metavar="DIR", help="music that is NOT in the index")
+    p.add_argument("--noise", nargs="+", default=[], metavar="DIR", help="noise recordings (their evaluation split)")
+    p.add_argument("--speech", nargs="+", default=[], metavar="DIR", help="speech for babble (its evaluation split)")
+    p.add_argument("--model", default=None, help="model file (default: the one recorded in the index)")
+    p.add_argument("--lengths", nargs="+", type=float, default=[1.0, 2.0, 5.0], help="query lengths, seconds")
+    p.add_argument("--snrs", nargs="+", type=float, default=[0.0], help="SNRs of the noisy cells, dB")
+    p.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=["clean", "noise"])
+    p.add_argument("--queries", type=int, default=200, help="excerpts per length, each heard in every cell "
+                                                            "(as many of the negatives)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--out", default="minihash-nomatch", help="folder for nomatch.md and roc.png")
+
+
 def _add_bench(sub):
     p = sub.add_parser("bench-search", help="search methods side by side: top-1 against DB share scored, latency, "
                                             "memory, bucket occupancy, at 10k/100k/1M windows")
@@ -236,23 +256,6 @@ def index_command(args) -> int:
     return 0
 
 
-def calibration_summary(cal: dict, index, index_s: float | None = None) -> str:
-    """What the thresholds of `calibrate_index` rest on and promise, as `minihash index` prints it."""
-    conf = index.meta["calibration"]["confidence"]
-    promise = f", promised with {100 * conf:g} % confidence" if conf else ""
-    lines = [f"no match: thresholds per query length, so that at most {100 * index.meta['max_false']:g} % of queries "
-             f"of music not in the index match{promise}; `minihash query --max-false` changes the share"]
-    for L, r in ((L, r) for L, r in cal.items() if L != "seconds"):
-        parts = [f"{r['collection']} excerpts of the collection, each searched without its own track"]
-        parts += [f"{r['procedural']} of procedural songs (the collection is too small)"] if r["procedural"] else []
-        parts += [f"{r['added']} of --negatives"] if r["added"] else []
-        lines.append(f"  {L:g} s: threshold {r['threshold']:.3f} on {r['negatives']} negatives ({'; '.join(parts)}); "
-                     f"decision fitted on them and {r['right']} of {r['positives']} excerpts found in their track")
-    share = f" ({100 * cal['seconds'] / index_s:.0f} % of the indexing time)" if index_s else ""
-    lines.append(f"calibrated in {cal['seconds']:.0f} s{share}")
-    return "\n".join(lines)
-
-
 def query_command(args) -> int:
     """`minihash query INDEX_DIR QUERY_FILE... [--json]`: load the index and model once, answer each file."""
     meta = read_manifest(args.index).get("meta", {})
@@ -312,6 +315,21 @@ def eval_command(args) -> int:
     return 0
 
 
+def eval_nomatch_command(args) -> int:
+    """`minihash eval-nomatch INDEX_DIR --refs DIR --negatives DIR...`: see its --help."""
+    _set_threads(args.threads)
+    cfg = EvalConfig(lengths=tuple(args.lengths), cells=grid(args.snrs, args.conditions), n_queries=args.queries,
+                     seed=args.seed)
+    try:
+        md = eval_nomatch(args.index, args.refs, args.negatives, cfg, args.noise, args.speech, args.model, args.out,
+                          _command("eval-nomatch"))
+    except ValueError as e:
+        raise SystemExit(f"minihash eval-nomatch: {e}") from None
+    print(md)
+    print(f"\nwrote {Path(args.out) / 'nomatch.md'} and {Path(args.out) / 'roc.png'}")
+    return 0
+
+
 def bench_config(args) -> BenchConfig:
     """The BenchConfig a `minihash bench-search` command line asks for."""
     cfg = BenchConfig.preset("quick" if args.quick else "full", query_s=args.query_seconds, snr_db=args.snr,
@@ -345,7 +363,8 @@ def bench_command(args) -> int:
 
 COMMANDS = {"demo": (_add_demo, demo_command), "train": (_add_train, train_from_args),
             "index": (_add_index, index_command), "query": (_add_query, query_command),
-            "eval": (_add_eval, eval_command), "bench-search": (_add_bench, bench_command)}
+            "eval": (_add_eval, eval_command), "eval-nomatch": (_add_eval_nomatch, eval_nomatch_command),
+            "bench-search": (_add_bench, bench_command)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ import torch
 from minihash.corpus.music import synth_tracks
 from minihash.encoder import ModelConfig
 from minihash.evaluate.calibrate import calibrate_index, own_excerpts
+from minihash.evaluate.nomatch import roc, tpr_at
 from minihash.modelfile import build_model
 from minihash.search import load_index
 from minihash.search.base import AGREE_HOPS, Match
@@ -132,6 +133,11 @@ def test_max_false_changes_without_searching_again(toy, tmp_path):
                 if np.sum(counts == n) >= np.ceil(1 / f - 1e-9)}
         assert back.thresholds == want
     assert back.thresholds == index.thresholds  # back at the calibrated share
+    # negatives searched in half the index (their own track left out) allow half the share to pass
+    index.calibrate(neg, 0.1, counts, 0.9, searched=np.r_[np.full(90, 0.5), np.ones(90)])
+    assert index.thresholds[1] == calibrate_threshold(scores[counts == 1], 0.05, 0.9)
+    assert index.thresholds[9] == calibrate_threshold(scores[counts == 9], 0.1, 0.9)
+    assert index.threshold == calibrate_threshold(scores, 0.075, 0.9)
     fresh = build(HashIndex, toy)
     with pytest.raises(ValueError, match="no calibration scores"):
         fresh.set_max_false(0.1)
@@ -189,3 +195,21 @@ def test_calibrate_index_on_its_own_collection(monkeypatch):
     for L, w in ((1.0, 1), (5.0, 9)):
         assert cal[L]["windows"] == w and cal[L]["threshold"] == index.threshold_for(w)
     assert sorted(index.thresholds) == [1, 9] and index.meta["calibration"]["confidence"] == 0.9
+
+
+# ----------------------------------------------------------------------------
+# ROC curves
+
+
+def test_roc_against_every_threshold():
+    rng = np.random.default_rng(8)
+    pos, neg = np.round(rng.normal(1, 1, 60), 1), np.round(rng.normal(0, 1, 80), 1)  # rounded: ties
+    right = rng.random(60) < 0.7
+    fpr, tpr = roc(pos, right, neg)
+    for t in np.unique(np.r_[pos, neg]):  # every threshold between distinct scores is one point of the curve
+        f, r = np.mean(neg >= t), np.mean(right & (pos >= t))
+        assert np.any(np.isclose(fpr, f) & np.isclose(tpr, r))
+    assert len(fpr) == len(np.unique(np.r_[pos, neg])) + 1 and (fpr[0], tpr[0]) == (0, 0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    want = max(np.mean(right & (pos >= t)) for t in np.r_[pos, neg, np.inf] if np.mean(neg >= t) <= 0.05)
+    assert tpr_at(fpr, tpr, 0.05) == pytest.approx(want)

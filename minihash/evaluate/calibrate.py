@@ -66,11 +66,12 @@ def search_excerpts(index, model, tracks, names, length_s, n, cfg, noise, rooms,
         own: whether the index holds `tracks`.
 
     Returns:
-        (negatives, positives, right): Matches (positives empty unless `own`), and whether each
-        positive names its own track.
+        (negatives, positives, right, which): Matches (positives empty unless `own`), whether each
+        positive names its own track, and which track each excerpt is of.
     """
-    neg, pos, right = [], [], []
+    neg, pos, right, which = [], [], [], []
     for q, x in _excerpts(tracks, length_s, n, cfg, noise, rooms, rng):
+        which.append(q.track)
         e, l, s = model.fingerprint_audio(x, hop_s)
         neg.append(index.search(e, l, s, threshold=-np.inf, exclude=names[q.track] if own else None))
         if own:
@@ -78,7 +79,7 @@ def search_excerpts(index, model, tracks, names, length_s, n, cfg, noise, rooms,
             right.append(pos[-1].track == names[q.track])
         if bar is not None:
             bar.update()
-    return neg, pos, right
+    return neg, pos, right, which
 
 
 # ----------------------------------------------------------------------------
@@ -122,22 +123,48 @@ def calibrate_index(index, model, tracks: dict, max_false: float = 0.05, confide
     synth = synth_tracks(20, cfg.synth_seconds, seed=CAL_SEED) if any(own[L] < per_length for L in lengths) else []
     negatives = list(negatives)
     total = sum(per_length + (per_length if negatives else 0) for _ in lengths)
-    neg, pos, right, summary = [], [], [], {}
+    neg, pos, right, searched, summary = [], [], [], [], {}
+    share = np.bincount(index.track_ids, minlength=len(index.names)) / max(len(index), 1)  # of the index's windows
+    share = {name: share[i] for i, name in enumerate(index.names)}
     with tqdm(total=total, desc="calibrating", unit="query", disable=not progress) as bar:
         for L in lengths:
             rng = np.random.default_rng([seed, 0x6C6F6F, round(1000 * L)])  # this length's excerpts
-            n_, p_, r_ = search_excerpts(index, model, audio, names, L, own[L], cfg, noise, rooms, rng, hop_s, bar=bar)
+            n_, p_, r_, w_ = search_excerpts(index, model, audio, names, L, own[L], cfg, noise, rooms, rng, hop_s,
+                                             bar=bar)
             s_ = search_excerpts(index, model, synth, None, L, per_length - own[L], cfg, noise, rooms, rng, hop_s,
                                  own=False, bar=bar)[0]
-            a_ = search_excerpts(index, model, negatives, None, L, per_length if negatives else 0, cfg, noise, rooms,
-                                 rng, hop_s, own=False, bar=bar)[0]
+            n_added = per_length if any(len(x) >= L * SR for x in negatives) else 0
+            a_ = search_excerpts(index, model, negatives, None, L, n_added, cfg, noise, rooms, rng, hop_s, own=False,
+                                 bar=bar)[0]
             neg += n_ + s_ + a_
             pos += p_
             right += r_
+            searched += [1.0 - share[names[k]] for k in w_] + [1.0] * len(s_ + a_)
             summary[L] = {"windows": (n_ + s_ + a_)[0].n_windows, "collection": len(n_), "procedural": len(s_),
                           "added": len(a_), "negatives": len(n_ + s_ + a_), "positives": len(p_), "right": int(sum(r_))}
     index.fit_decision(neg, pos, right)
-    index.calibrate(index.rescore(neg), max_false, [m.n_windows for m in neg], confidence)
+    index.calibrate(index.rescore(neg), max_false, [m.n_windows for m in neg], confidence, searched)
     for L, row in summary.items():
         row["threshold"] = index.threshold_for(row["windows"])
     return {**summary, "seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------
+# what it says
+
+
+def calibration_summary(cal: dict, index, index_s: float | None = None) -> str:
+    """What the thresholds of `calibrate_index` rest on and promise, as `minihash index` prints it."""
+    conf = index.meta["calibration"]["confidence"]
+    promise = f", promised with {100 * conf:g} % confidence" if conf else ""
+    lines = [f"no match: thresholds per query length, so that at most {100 * index.meta['max_false']:g} % of queries "
+             f"of music not in the index match{promise}; `minihash query --max-false` changes the share"]
+    for L, r in ((L, r) for L, r in cal.items() if L != "seconds"):
+        parts = [f"{r['collection']} excerpts of the collection, each searched without its own track"]
+        parts += [f"{r['procedural']} of procedural songs (the collection is too small)"] if r["procedural"] else []
+        parts += [f"{r['added']} of --negatives"] if r["added"] else []
+        lines.append(f"  {L:g} s: threshold {r['threshold']:.3f} on {r['negatives']} negatives ({'; '.join(parts)}); "
+                     f"decision fitted on them and {r['right']} of {r['positives']} excerpts found in their track")
+    share = f" ({100 * cal['seconds'] / index_s:.0f} % of the indexing time)" if index_s else ""
+    lines.append(f"calibrated in {cal['seconds']:.0f} s{share}")
+    return "\n".join(lines)

@@ -216,17 +216,22 @@ class NoMatch:
         self.meta["decision"] = fits
         return {int(k): v for k, v in fits.items()}
 
-    def calibrate(self, negatives, max_false: float = 0.05, n_windows=None, confidence: float | None = None) -> float:
+    def calibrate(self, negatives, max_false: float = 0.05, n_windows=None, confidence: float | None = None,
+                  searched=None) -> float:
         """Set (and return) the threshold from negative queries' Matches or scores, and keep the scores
         (`set_max_false` sets it again for another share, without searching).
 
         With `n_windows` (each negative's number of query windows), also one threshold per
         window count that has at least 1 / max_false negatives (fewer cannot resolve the share).
+        `searched` is the share of the index each negative was searched in (1 - its track's share
+        for one searched without its own track; default 1): a chance match has that much less
+        audio to come from, so a group's share allowed to pass is scaled by its mean.
         """
         scores = [float(getattr(m, "score", m)) for m in negatives]
-        if n_windows is not None and len(n_windows) != len(scores):
-            raise ValueError(f"{len(scores)} negatives but {len(n_windows)} window counts")
-        self.meta["calibration"] = {"scores": scores, "confidence": confidence,
+        searched = np.ones(len(scores)) if searched is None else np.asarray(searched, dtype=np.float64)
+        if (n_windows is not None and len(n_windows) != len(scores)) or len(searched) != len(scores):
+            raise ValueError(f"{len(scores)} negatives but {len(n_windows)} window counts or {len(searched)} shares")
+        self.meta["calibration"] = {"scores": scores, "confidence": confidence, "searched": searched.tolist(),
                                     "n_windows": None if n_windows is None else [int(n) for n in n_windows]}
         return self.set_max_false(max_false)
 
@@ -242,13 +247,18 @@ class NoMatch:
         if not 0.0 <= max_false < 1.0:
             raise ValueError(f"max_false must be a share from 0 to 1, got {max_false:g}")
         scores, confidence = np.asarray(cal["scores"]), cal["confidence"]
-        self.threshold = calibrate_threshold(scores, max_false, confidence)
+        searched = np.asarray(cal.get("searched") or np.ones(len(scores)))
+
+        def threshold(group):  # the group's share allowed, scaled by how much of the index it searched
+            return calibrate_threshold(scores[group], max_false * searched[group].mean(), confidence)
+
+        self.threshold = threshold(np.ones(len(scores), dtype=bool))
         self.meta["max_false"] = float(max_false)
         self.meta.pop("thresholds", None)
         if cal["n_windows"] is not None:
             n_windows = np.asarray(cal["n_windows"])
             need = int(np.ceil(1.0 / max_false - 1e-9)) if max_false > 0 else 1
-            self.meta["thresholds"] = {str(int(n)): calibrate_threshold(scores[n_windows == n], max_false, confidence)
+            self.meta["thresholds"] = {str(int(n)): threshold(n_windows == n)
                                        for n in np.unique(n_windows) if np.sum(n_windows == n) >= need}
         return self.threshold
 
