@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..audio import SR, find_audio, load
 from ..errors import AudioError
+from ..lessons.nb08_search import plot_roc_curves
 from ..modelfile import load_model
 from ..pairs import training_noise
 from ..search import load_index
@@ -188,21 +189,14 @@ def plot_roc(res: NomatchResult, cell=None, max_false: float = 0.05, axes=None, 
     if axes is None:
         fig, axes = plt.subplots(1, len(res.lengths), figsize=figsize, sharey=True, squeeze=False)
         axes = axes[0]
-    fig = axes[0].figure
     for ax, L in zip(axes, res.lengths):
         pos, neg = res.select(L, "positive", cell), res.select(L, "negative")
         sp, sn = candidate_scores(res, L, pos), candidate_scores(res, L, neg)
         truth = np.array([r["hit"] for r in pos])
-        for k in sp:
-            fpr, tpr = roc(sp[k], truth, sn[k])
-            ax.step(100 * fpr, 100 * tpr, where="post", label=f"{k} ({100 * tpr_at(fpr, tpr, max_false):.1f} %)")
-        ax.axhline(100 * truth.mean(), color="0.6", lw=0.8, ls=":")  # the rate without a threshold
-        ax.axvline(100 * max_false, color="k", lw=0.8, ls="--")
-        ax.set(xscale="symlog", xlim=(0, 100), title=f"{L:g} s queries", xlabel="false matches %")
-        ax.legend(fontsize=7, loc="lower right", title=f"true finds at {100 * max_false:g} %", title_fontsize=7)
-    axes[0].set_ylabel("true finds %" + ("" if cell is None else f" ({cell_label(cell)})"))
-    fig.tight_layout()
-    return fig, axes
+        plot_roc_curves({k: roc(sp[k], truth, sn[k]) for k in sp}, max_false, truth.mean(), ax=ax,
+                        title=f"{L:g} s queries{'' if cell is None else ', ' + cell_label(cell)}")
+    axes[0].figure.tight_layout()
+    return axes[0].figure, axes
 
 
 # ----------------------------------------------------------------------------

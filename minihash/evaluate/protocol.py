@@ -58,9 +58,9 @@ class EvalConfig:
     methods: tuple = METHODS
     n_queries: int = 200  # per length and cell: the same excerpts in every cell
     n_negatives: int = 200  # per length: excerpts of audio not in the database
-    n_calibration: int = 200  # per length: other negatives, the cells in turn, to set the neural thresholds
+    n_calibration: int = 200  # per length: excerpts of the database, each searched without its own track
     n_synth: int = 500  # database tracks when no folder is given
-    n_neg_tracks: int = 50  # procedural tracks in each of the two negative sets
+    n_neg_tracks: int = 50  # procedural tracks among the negatives
     synth_seconds: float = 30.0
     hop_s: float = 0.1  # between database windows
     query_hop_s: float = 0.5  # between query windows

@@ -1,8 +1,9 @@
 """Notebook 08: search, the hash table, multi-probe, re-ranking, offset voting and the no-match threshold.
 
 Figures: the bits each probe flips, the best scores of queries in and not in the database with the
-threshold, and the sub-hop refinement of the start time (bucket sizes are notebook 06's, the votes notebook
-00's, the accuracy-vs-share-scored curve notebook 07's). Exercises: a bucket lookup by binary search, the
+threshold, leave-one-track-out and the ROC curves of decision scores, and the sub-hop refinement of
+the start time (bucket sizes are notebook 06's, the votes notebook 00's, the accuracy-vs-share-scored
+curve notebook 07's). Exercises: a bucket lookup by binary search, the
 multi-probe order (cheapest flip-sets first) and the (track, offset) vote, each against the package's index.
 
 References: A. Singh, K. Demuynck, V. Arora, ICASSP 2023; Q. Lv et al., VLDB 2007 (multi-probe LSH);
@@ -125,6 +126,67 @@ def plot_alignment_peak(bins, scores, hop_s, peak_s=None, truth_s=None, ax=None,
     ax.set(xlabel="start time in the track (s)", ylabel="mean similarity", title=title)
     ax.legend(fontsize=8)
     return fig, ax
+
+
+def plot_leave_one_out(names, own: int, match: int | None = None, length_s: float = 2.0, at_s: float = 10.0,
+                       match_s: float = 20.0, track_s: float = 30.0, ax=None, figsize=(6, 2.8)):
+    """The leave-one-track-out idea: an excerpt of an indexed track, searched as if the index did not
+    hold that track, is a query of music that is not in the index; whatever it matches is a chance match.
+
+    Args:
+        names: the tracks' names (a few are drawn). own: the excerpt's track (left out).
+        match: the track it matched instead (None: not drawn). length_s, at_s: the excerpt.
+        match_s: where in `match` it matched. track_s: the tracks' drawn length.
+        ax, figsize: as usual.
+
+    Returns:
+        (fig, ax).
+
+    Notebook: 08_search.ipynb
+    """
+    fig, ax = _fig_ax(ax, figsize)
+    for i, name in enumerate(names):
+        left_out = i == own
+        ax.barh(i, track_s, color="0.85" if left_out else "C0", alpha=0.35 if left_out else 0.6, hatch="//" * left_out)
+        ax.text(track_s + 0.5, i, f"{name}{'  (left out)' if left_out else ''}", va="center", fontsize=8)
+    ax.barh(own, length_s, left=at_s, color="C1", label="the excerpt: a query of music the index 'does not hold'")
+    if match is not None:
+        ax.barh(match, length_s, left=match_s, color="C3", label="its best match: a chance score, a negative")
+        ax.annotate("", xy=(match_s + length_s / 2, match), xytext=(at_s + length_s / 2, own),
+                    arrowprops=dict(arrowstyle="->", color="C3"))
+    ax.set(yticks=[], xlim=(0, 1.6 * track_s), xlabel="seconds", title="leave one track out")
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="lower right")
+    return fig, ax
+
+
+def plot_roc_curves(curves: dict, max_false: float = 0.05, base: float | None = None, ax=None, figsize=(5, 3.4),
+                    title="ROC: true finds against false matches"):
+    """ROC curves of decision scores, each with its true-find rate at `max_false` false matches.
+
+    Args:
+        curves: name -> (fpr, tpr), as `evaluate.nomatch.roc` returns them (shares, not %).
+        max_false: the operating point (a dashed line). base: the true-find rate without a threshold.
+        ax, figsize, title: as usual.
+
+    Returns:
+        (fig, ax).
+
+    Notebook: 08_search.ipynb
+    """
+    fig, ax = _fig_ax(ax, figsize)
+    for name, (fpr, tpr) in curves.items():
+        at = tpr[np.flatnonzero(fpr <= max_false + 1e-12)[-1]]
+        ax.step(100 * fpr, 100 * tpr, where="post", label=f"{name} ({100 * at:.1f} %)")
+    if base is not None:
+        ax.axhline(100 * base, color="0.6", lw=0.8, ls=":", label=f"no threshold ({100 * base:.1f} %)")
+    ax.axvline(100 * max_false, color="k", lw=0.8, ls="--")
+    ax.set(xscale="symlog", xlim=(0, 100), xlabel="false matches %", ylabel="true finds %", title=title)
+    ax.legend(fontsize=7, loc="lower right", title=f"true finds at {100 * max_false:g} %", title_fontsize=7)
+    return fig, ax
+
+
+__all__ += ["plot_leave_one_out", "plot_roc_curves"]  # the figures of the no-match section
 
 
 # ---- exercises
