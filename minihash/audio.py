@@ -85,7 +85,7 @@ def check(x: np.ndarray, path="<array>", sr: int = SR, min_s: float = MIN_SECOND
     return x
 
 
-def load(path, sr: int = SR, min_s: float = MIN_SECONDS, cache: bool = True) -> np.ndarray:
+def load(path, sr: int = SR, min_s: float = MIN_SECONDS, cache: bool = True, mmap: bool = False) -> np.ndarray:
     """Load an audio file as mono float32 at `sr`.
 
     Args:
@@ -94,6 +94,8 @@ def load(path, sr: int = SR, min_s: float = MIN_SECONDS, cache: bool = True) -> 
         min_s: the shortest duration accepted, in seconds.
         cache: keep the decoded samples under `$MINIHASH_CACHE/decoded` and read them from
             there next time (a second load of a folder takes seconds instead of minutes).
+        mmap: return the cached samples as a read-only memory map (a folder's excerpts are then
+            read without holding the whole folder in memory); decoded into memory if not cached.
 
     Returns:
         (T,) float32 samples in [-1, 1].
@@ -111,7 +113,7 @@ def load(path, sr: int = SR, min_s: float = MIN_SECONDS, cache: bool = True) -> 
     if path.stat().st_size == 0:
         raise AudioError(path, "empty: the file has 0 bytes")
     cached = decoded_path(path, sr) if cache else None
-    x = _read_decoded(cached) if cached else None
+    x = _read_decoded(cached, mmap) if cached else None
     if x is None:
         x = _decode(path, sr)
         if cached:
@@ -147,10 +149,10 @@ def decoded_path(path, sr: int = SR) -> Path:
     return cache_dir() / "decoded" / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.npy"
 
 
-def _read_decoded(f: Path):
+def _read_decoded(f: Path, mmap: bool = False):
     """The cached samples, or None when missing, unreadable or not a float32 vector (never trusted blindly)."""
     try:
-        x = np.load(f, allow_pickle=False)
+        x = np.load(f, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (OSError, ValueError, EOFError):
         return None
     return x if x.dtype == np.float32 and x.ndim == 1 else None

@@ -45,10 +45,10 @@ def setup(tmp_path_factory):
 
 def test_index_then_query(setup, capsys):
     root, model, refs, queries = setup
-    assert main(["index", str(refs), "-o", str(root / "idx"), "--model", str(model)]) == 0
+    assert main(["index", str(refs), "-o", str(root / "idx"), "--model", str(model), "--calibration", "50"]) == 0
     out, err = capsys.readouterr()
     assert "broken.wav" in err  # the corrupt file is skipped and named
-    assert "indexed 6 tracks" in out and "thresholds by query length" in out
+    assert "indexed 6 tracks" in out and "no match: thresholds per query length" in out
     manifest = store.read_manifest(root / "idx")
     assert manifest["n_tracks"] == 6 and set(manifest["meta"]["thresholds"]) == {"1", "3", "5", "9"}
 
@@ -65,10 +65,54 @@ def test_index_then_query(setup, capsys):
     assert "no match" in capsys.readouterr().out
 
 
+def test_query_holds_to_another_max_false_without_indexing_again(setup, tmp_path, capsys):
+    root, model, refs, queries = setup
+    idx = tmp_path / "idx"
+    assert main(["index", str(refs), "-o", str(idx), "--model", str(model), "--calibration", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "1 s: threshold" in out and "on 40 negatives (40 excerpts of the collection, each searched without" in out
+    assert "of procedural songs (the collection is too small)" in out  # 6 tracks of 20 s: 24 of 5 s excerpts
+    files = sorted(str(p) for p in queries.iterdir())
+    enc = modelfile.load_model(model)
+    windows = {f: len(enc.fingerprint_audio(audio.load(f), 0.5)[2]) for f in files}
+    index = search.load_index(idx)
+    for share in (0.01, 0.3, None):
+        assert main(["query", str(idx), *files, "--json"] + (["--max-false", str(share)] if share else [])) == 0
+        if share:
+            index.set_max_false(share)  # the thresholds a fresh calibration at this share would give
+        else:
+            index = search.load_index(idx)  # the index on disk is unchanged
+        for a in map(json.loads, capsys.readouterr().out.splitlines()):
+            assert a["threshold"] == round(index.threshold_for(windows[a["query"]]), 4)
+            assert (a["match"] is None) == (a["score"] < a["threshold"])
+    assert main(["query", str(idx), files[0]]) == 0
+    assert "threshold" in capsys.readouterr().out  # the plain text says what the score was held to
+    with pytest.raises(SystemExit):  # refused before the index is read
+        main(["query", str(idx), files[0], "--max-false", "2"])
+    assert "--max-false: must be a share" in capsys.readouterr().err
+
+
+def test_eval_nomatch_reports_and_draws(setup, tmp_path, capsys):
+    root, model, refs, queries = setup
+    idx, neg = tmp_path / "idx", tmp_path / "other"
+    neg.mkdir()
+    for i, x in enumerate(synth_tracks(2, 12.0, seed=78)):  # music that is not in the index
+        sf.write(neg / f"other{i}.wav", x, SR)
+    assert main(["index", str(refs), "-o", str(idx), "--model", str(model), "--calibration", "30"]) == 0
+    argv = ["eval-nomatch", str(idx), "--refs", str(refs), "--negatives", str(neg), "--lengths", "1", "3",
+            "--queries", "5", "--out", str(tmp_path / "rep")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| 1 s | clean |" in out and "| 3 s | noise 0 dB |" in out and "of 5 (" in out
+    assert (tmp_path / "rep" / "roc.png").stat().st_size > 0 and "eval-nomatch" in (tmp_path / "rep" / "nomatch.md").read_text()
+    with pytest.raises(SystemExit, match="none of the reference tracks"):
+        main([*argv[:3], str(neg), *argv[4:]])
+
+
 def test_query_refuses_a_damaged_index(setup, tmp_path, capsys):
     root, model, refs, queries = setup
     idx = tmp_path / "idx"
-    assert main(["index", str(refs), "-o", str(idx), "--model", str(model)]) == 0
+    assert main(["index", str(refs), "-o", str(idx), "--model", str(model), "--calibration", "20"]) == 0
     capsys.readouterr()
     arrays = sorted(store.current_dir(idx).glob("*.npy"))
     with open(arrays[0], "r+b") as f:

@@ -7,6 +7,7 @@ import math
 from ..bench.run import METHODS as BENCH_METHODS
 from ..bench.run import parse_size
 from ..distort import CONDITIONS
+from ..evaluate.calibrate import PER_LENGTH
 from ..evaluate.protocol import METHODS as EVAL_METHODS
 from ..search import METHODS as INDEX_METHODS
 from ..search.pipeline import MIN_HOP_S
@@ -27,6 +28,13 @@ def _number(ok, what: str):
 
 hop_seconds = _number(lambda v: math.isfinite(v) and v >= MIN_HOP_S, f"a number of seconds >= {MIN_HOP_S:g}")
 share = _number(lambda v: 0.0 <= v < 1.0, "a share in [0, 1), e.g. 0.05")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def add_demo(sub):
@@ -87,9 +95,12 @@ def add_index(sub):
     p.add_argument("--method", choices=[m for m in INDEX_METHODS if m != "faiss"], default="hash")  # faiss: optional
     p.add_argument("--hop", type=hop_seconds, default=0.1, help="seconds between fingerprinted windows")
     p.add_argument("--max-false", type=share, default=0.05,
-                   help="share of queries of audio not in the index allowed to match (sets the thresholds)")
+                   help="share of queries of audio not in the index allowed to match (sets the thresholds; "
+                        "`minihash query --max-false` changes it later)")
     p.add_argument("--negatives", nargs="+", default=[], metavar="DIR",
-                   help="music NOT in the index (the threshold calibrates on it besides procedural tracks)")
+                   help="music NOT in the index, to calibrate on besides the collection itself")
+    p.add_argument("--calibration", type=_positive_int, default=PER_LENGTH, metavar="N",
+                   help="excerpts per query length to calibrate the no-match decision on")
 
 
 def add_query(sub):
@@ -99,6 +110,8 @@ def add_query(sub):
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--model", default=None, help="model file (default: the one recorded in the index)")
     p.add_argument("--hop", type=hop_seconds, default=0.5, help="seconds between the query's windows")
+    p.add_argument("--max-false", type=share, default=None,
+                   help="share of queries of audio not in the index allowed to match (default: the index's)")
 
 
 def add_eval(sub):
@@ -127,6 +140,25 @@ def add_eval(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--out", default="minihash-eval", help="report folder")
+
+
+def add_eval_nomatch(sub):
+    p = sub.add_parser("eval-nomatch", help="does no match hold? an index's false matches and true finds, and its "
+                                            "decision scores compared by ROC curves")
+    p.add_argument("index", metavar="INDEX_DIR")
+    p.add_argument("--refs", required=True, metavar="DIR", help="the folder the index was built from")
+    p.add_argument("--negatives", nargs="+", required=True, metavar="DIR", help="music that is NOT in the index")
+    p.add_argument("--noise", nargs="+", default=[], metavar="DIR", help="noise recordings (their evaluation split)")
+    p.add_argument("--speech", nargs="+", default=[], metavar="DIR", help="speech for babble (its evaluation split)")
+    p.add_argument("--model", default=None, help="model file (default: the one recorded in the index)")
+    p.add_argument("--lengths", nargs="+", type=float, default=[1.0, 2.0, 5.0], help="query lengths, seconds")
+    p.add_argument("--snrs", nargs="+", type=float, default=[0.0], help="SNRs of the noisy cells, dB")
+    p.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=["clean", "noise"])
+    p.add_argument("--queries", type=_positive_int, default=200,
+                   help="excerpts per length, each heard in every cell (as many of the negatives)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--out", default="minihash-nomatch", help="folder for nomatch.md and roc.png")
 
 
 def add_bench(sub):

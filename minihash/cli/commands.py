@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..audio import AudioFolder, load
+from ..audio import AudioFolder, decoded_path, load
 from ..bench.report import markdown_table
 from ..bench.report import write_report as write_bench_report
 from ..bench.run import BenchConfig, run_benchmark
@@ -19,13 +20,15 @@ from ..bench.train_step import train_step_benchmark
 from ..corpus import synth_tracks
 from ..distort import CONDITIONS
 from ..errors import AudioError, FormatError, NothingToIndex
+from ..evaluate.calibrate import calibrate_index, calibration_summary
+from ..evaluate.nomatch import eval_nomatch
 from ..evaluate.protocol import EvalConfig, grid
 from ..evaluate.report import overview_figure
-from ..evaluate.run import calibration_negatives, run_eval
+from ..evaluate.run import load_folders, run_eval
 from ..modelfile import SHIPPED, load_model
 from ..pairs import training_noise
 from ..search import load_index
-from ..search.pipeline import calibrate_on_negatives, check_fits, index_audio, query_audio
+from ..search.pipeline import check_fits, index_audio, query_audio
 from ..search.store import check_model, check_target
 
 try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then limits too
@@ -77,7 +80,8 @@ def demo_command(args) -> int:
 
 def index_command(args) -> int:
     """`minihash index REFS_DIR -o INDEX_DIR`: check the arguments, stream the folder, fingerprint,
-    calibrate, save; every file or folder skipped is listed on stderr, with a count on stdout."""
+    calibrate on the collection itself, save; every file or folder skipped is listed on stderr, with a
+    count on stdout."""
     check_target(args.out)  # before any work: never refuse the index after fingerprinting a folder
     for d in args.negatives:
         if not Path(d).exists():
@@ -85,30 +89,40 @@ def index_command(args) -> int:
     folder = AudioFolder(args.refs, lazy=True)  # raises AudioError when missing or unreadable
     model = load_model(args.model)
     model_path = str(Path(args.model or SHIPPED).resolve())
+    paths, held = dict(folder.files), {}
+
+    def stream():  # each track once; calibration reads its excerpts back from the decode cache
+        for name, x in folder.stream():
+            yield name, x
+            held[name] = load(paths[name], mmap=True) if decoded_path(paths[name]).is_file() else x
+
+    t0 = time.perf_counter()
     try:
         if not folder.files:
             raise AudioError(args.refs, "no audio files (wav, flac, ogg, opus, mp3) in it")
-        index = index_audio(model, folder.stream(), method=args.method, hop_s=args.hop, total=len(folder.files),
+        index = index_audio(model, stream(), method=args.method, hop_s=args.hop, total=len(folder.files),
                             meta={"model_path": model_path, "refs": str(Path(args.refs).resolve())})
     except NothingToIndex:
         raise AudioError(args.refs, f"nothing to index: all {len(folder.files)} audio files in it were skipped "
                                     "(listed above)") from None
     finally:
         _list_skipped(folder.errors, folder.duplicates)
+    index_s = time.perf_counter() - t0
     notes = []
-    calibrate_on_negatives(index, model, calibration_negatives(args.negatives, notes=notes), max_false=args.max_false)
+    extra = list(load_folders(args.negatives, notes).values()) if args.negatives else []
     for line in notes:
         print(shown(line), file=sys.stderr)
+    cal = calibrate_index(index, model, held, max_false=args.max_false, per_length=args.calibration, negatives=extra)
     try:
         index.save(args.out)
     except OSError as e:
         raise FormatError(args.out, f"cannot write the index ({e.strerror or e}): choose another -o") from None
     st = index.stats()
-    thr = ", ".join(f"{n} windows {t:.3f}" for n, t in sorted(index.thresholds.items()))
     print(f"indexed {len(index.names)} track{'s' if len(index.names) != 1 else ''}, {st['n_windows']} windows "
-          f"({args.method}, {st['bytes_per_window']:.0f} bytes/window) into {shown(args.out)}; thresholds by query "
-          f"length: {thr}; skipped {len(folder.errors)} unreadable files or folders, {len(folder.duplicates)} "
-          f"duplicate files and {len(notes)} negatives (listed on stderr)")
+          f"({args.method}, {st['bytes_per_window']:.0f} bytes/window) into {shown(args.out)} in {index_s:.0f} s; "
+          f"skipped {len(folder.errors)} unreadable files or folders, {len(folder.duplicates)} duplicate files and "
+          f"{len(notes)} negatives (listed on stderr)")
+    print(calibration_summary(cal, index, index_s))
     return 0
 
 
@@ -135,6 +149,11 @@ def query_command(args) -> int:
     """`minihash query INDEX_DIR QUERY_FILE... [--json]`: load the index and model once, answer each file."""
     index = load_index(args.index)
     model = _query_model(args, index)
+    if args.max_false is not None:
+        try:
+            index.set_max_false(args.max_false)
+        except ValueError as e:
+            raise FormatError(args.index, str(e)) from None
     failed = 0
     for q in args.queries:
         try:
@@ -142,19 +161,22 @@ def query_command(args) -> int:
         except AudioError as e:
             failed += 1
             if args.json:
-                print(json.dumps({"query": q, "match": None, "offset_s": None, "score": None, "time_ms": None,
-                                  "error": e.reason}))
+                print(json.dumps({"query": q, "match": None, "offset_s": None, "score": None, "threshold": None,
+                                  "time_ms": None, "error": e.reason}))
             else:
                 print(shown(f"{q}: error: {e.reason}"), file=sys.stderr)
             continue
         if args.json:
             print(json.dumps({"query": q, "match": m.track, "offset_s": round(m.offset_s, 3),
-                              "score": round(m.score, 4), "time_ms": round(m.time_ms, 2)}), flush=True)
+                              "score": round(m.score, 4),
+                              "threshold": round(m.threshold, 4) if math.isfinite(m.threshold) else None,
+                              "time_ms": round(m.time_ms, 2)}), flush=True)
         elif m.track is None:
             print(f"{shown(q)}: no match (best score {m.score:.3f} under the threshold {m.threshold:.3f}; "
                   f"{m.time_ms:.1f} ms)")
         else:
-            print(f"{shown(q)}: {shown(m.track)} at {m.offset_s:.2f} s (score {m.score:.3f}, {m.time_ms:.1f} ms)")
+            print(f"{shown(q)}: {shown(m.track)} at {m.offset_s:.2f} s (score {m.score:.3f}, threshold "
+                  f"{m.threshold:.3f}; {m.time_ms:.1f} ms)")
     return 1 if failed == len(args.queries) else 0
 
 
@@ -178,6 +200,21 @@ def eval_command(args) -> int:
     for n in result.notes:
         print(f"note: {n}")
     print(f"\nwrote {Path(args.out) / 'results.md'}, results.csv and plots in {result.info['elapsed_s']:.0f} s")
+    return 0
+
+
+def eval_nomatch_command(args) -> int:
+    """`minihash eval-nomatch INDEX_DIR --refs DIR --negatives DIR...`: see its --help."""
+    _set_threads(args.threads)
+    cfg = EvalConfig(lengths=tuple(args.lengths), cells=grid(args.snrs, args.conditions), n_queries=args.queries,
+                     seed=args.seed)
+    try:
+        md = eval_nomatch(args.index, args.refs, args.negatives, cfg, args.noise, args.speech, args.model, args.out,
+                          _command("eval-nomatch"))
+    except ValueError as e:
+        raise SystemExit(f"minihash eval-nomatch: {e}") from None
+    print(md)
+    print(f"\nwrote {Path(args.out) / 'nomatch.md'} and {Path(args.out) / 'roc.png'}")
     return 0
 
 

@@ -21,7 +21,7 @@ import torch
 
 from ..audio import SR
 from ..corpus.repeats import repeat_starts
-from ..distort import CONDITIONS, add_noise, fit_length, reverb
+from ..distort import CONDITIONS, add_noise, fit_length, reverb, synth_rir
 from ..search.base import Match
 
 DB_SEED, CAL_SEED, NEG_SEED = 20_000, 30_000, 40_000  # procedural corpora: none of them is trained on (0, 10_000)
@@ -58,9 +58,9 @@ class EvalConfig:
     methods: tuple = METHODS
     n_queries: int = 200  # per length and cell: the same excerpts in every cell
     n_negatives: int = 200  # per length: excerpts of audio not in the database
-    n_calibration: int = 200  # per length: other negatives, the cells in turn, to set the neural thresholds
+    n_calibration: int = 200  # per length: excerpts of the database, each searched without its own track
     n_synth: int = 500  # database tracks when no folder is given
-    n_neg_tracks: int = 50  # procedural tracks in each of the two negative sets
+    n_neg_tracks: int = 50  # procedural tracks among the negatives
     synth_seconds: float = 30.0
     hop_s: float = 0.1  # between database windows
     query_hop_s: float = 0.5  # between query windows
@@ -144,14 +144,22 @@ def render(tracks, q: Query, cell, noise, rooms, context_s: float = 1.0, sr: int
     x = tracks[q.track]
     if "reverb" in cond:
         a = max(0, q.start - int(round(context_s * sr)))  # the room also rings with what came before
-        y = reverb(np.ascontiguousarray(x[a:q.start + q.n], np.float32), rooms[q.room])[q.start - a:]
-    else:
-        y = torch.from_numpy(np.ascontiguousarray(x[q.start:q.start + q.n], np.float32))
+        y = reverb(np.array(x[a:q.start + q.n], np.float32), rooms[q.room])[q.start - a:]  # a copy: x may be
+    else:  # a read-only memory map (`audio.load(..., mmap=True)`)
+        y = torch.from_numpy(np.array(x[q.start:q.start + q.n], np.float32))
     if "noise" in cond:
         rec = torch.as_tensor(noise[q.noise]).float()
         i = int(q.noise_at * max(len(rec) - q.n + 1, 1))
         y = add_noise(y, fit_length(rec[i:], q.n), snr)
     return y.numpy().astype(np.float32)
+
+
+def eval_rooms(cfg: EvalConfig) -> list[torch.Tensor]:
+    """Synthetic rooms drawn as `distort.Distorter` draws them, from a seed training never uses."""
+    g = torch.Generator().manual_seed(ROOM_SEED)
+    lo, hi = cfg.rt60
+    return [synth_rir(float(lo + (hi - lo) * r), SR, generator=g)
+            for r in torch.rand(cfg.n_rooms, generator=g, dtype=torch.float64)]
 
 
 # ----------------------------------------------------------------------------

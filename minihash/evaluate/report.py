@@ -144,8 +144,9 @@ def report_markdown(result: EvalResult) -> str:
         f"- command: `{info.get('command', '')}`", f"- machine: {info.get('machine', machine())}",
         f"- database: {info.get('database', '')}, fingerprinted every {cfg.hop_s:g} s",
         f"- queries: {cfg.n_queries} per length and condition, the same excerpts everywhere (seed {cfg.seed}); "
-        f"{cfg.n_negatives} negatives per length; one threshold per query length, calibrated on "
-        f"{cfg.n_calibration} other negatives of that length (at most {100 * cfg.max_false:g} % false matches"
+        f"{cfg.n_negatives} negatives per length; the neural indexes' decision and thresholds per query length "
+        f"calibrated as `minihash index` does, on {cfg.n_calibration} excerpts per length of the database itself, "
+        f"each searched without its own track (at most {100 * cfg.max_false:g} % false matches"
         + (f", promised with {100 * cfg.confidence:g} % confidence)" if cfg.confidence else ")"),
         f"- noise: {info.get('noise', '')}; rooms: {info.get('rooms', '')}; negatives: {info.get('negatives', '')}",
         f"- excerpts that recur elsewhere in their track (NCC >= {cfg.ncc_threshold:g}): {rep}",

@@ -3,8 +3,8 @@
 Every reference track is fingerprinted every 0.1 s, as in the Neural Audio Fingerprint (Chang et
 al., ICASSP 2021, arXiv 2010.11910) and Singh et al. (ICASSP 2023, arXiv 2211.11060). Noise and
 rooms come from sources kept out of training. Negative queries (audio not in the database) count
-false matches, at a no-match threshold each neural index calibrates on another negative set
-(`calibration_queries`; `minihash index` calibrates on the same kind of queries).
+false matches, at the no-match thresholds each neural index calibrates on the database itself,
+leave-one-track-out, exactly as `minihash index` does (`calibrate.calibrate_index`).
 
 Notebook: 09_benchmark.ipynb
 """
@@ -14,19 +14,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..audio import SR, AudioFolder
 from ..corpus import synth_tracks
-from ..distort import synth_rir
 from ..landmarks import LandmarkIndex
 from ..modelfile import load_model
 from ..pairs import load_rirs, training_noise
 from ..search import index_class
 from ..search.base import Match
-from ..search.pipeline import calibrate_on_negatives
-from .protocol import CAL_SEED, DB_SEED, NEG_SEED, ROOM_SEED, SYSTEMS, EvalConfig, draw_queries, render, score
+from .calibrate import calibrate_index
+from .protocol import DB_SEED, NEG_SEED, ROOM_SEED, SYSTEMS, EvalConfig, draw_queries, eval_rooms, render, score
 from .report import EvalResult, machine, write_report
 
 # ----------------------------------------------------------------------------
@@ -96,8 +94,7 @@ def build_systems(names, tracks, models: dict, methods, hop_s: float = 0.1, prog
 # the run
 
 
-def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_negatives, negatives,
-             progress: bool = True) -> EvalResult:
+def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, negatives, progress: bool = True) -> EvalResult:
     """Run the protocol: index, calibrate, then every method answers the same queries in every cell.
 
     Args:
@@ -105,7 +102,7 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
         models: {"model": Encoder, and optionally "sign", "nafp"}; a method whose model is absent is skipped.
         cfg: what to measure.
         noise: list of (T,) evaluation noises. rooms: list of (L,) impulse responses.
-        cal_negatives, negatives: lists of (T,) signals not in the database, for calibration and for scoring.
+        negatives: list of (T,) signals not in the database, for the false matches.
 
     Returns:
         an EvalResult; `.table()` is the headline, `.rows()` the CSV.
@@ -115,12 +112,12 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
              f"not divide {cfg.hop_s:g} s)" for k, m in models.items()
              if not all(m.slices_mel(h) for h in (cfg.hop_s, cfg.query_hop_s))]
     systems, stats = build_systems(names, audio, models, cfg.methods, cfg.hop_s, progress)
-    cal = calibration_queries(cal_negatives, cfg, noise, rooms)
-    for m, s in systems.items():
+    for m, s in systems.items():  # as `minihash index` calibrates: on the database itself
         if s.model is not None:
-            stats[m]["threshold"] = calibrate_on_negatives(s.index, s.model, cal, cfg.max_false, cfg.query_hop_s,
-                                                             cfg.confidence)
-            stats[m]["thresholds"] = dict(sorted(s.index.thresholds.items()))  # by query windows
+            cal = calibrate_index(s.index, s.model, tracks, cfg.max_false, cfg.confidence, cfg.n_calibration,
+                                  lengths=cfg.lengths, hop_s=cfg.query_hop_s, seed=cfg.seed, progress=progress)
+            stats[m].update(threshold=s.index.threshold, thresholds=dict(sorted(s.index.thresholds.items())),
+                            calibration_s=cal.pop("seconds"), calibration=cal)
     records, repeats = [], {}
     total = len(cfg.lengths) * (len(cfg.cells) * cfg.n_queries + cfg.n_negatives) * len(systems)
     bar = tqdm(total=total, desc="queries", unit="query", disable=not progress)
@@ -151,39 +148,6 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, cal_nega
     return EvalResult(cfg, records, stats, notes, info={"repeat_share": repeats})
 
 
-def calibration_queries(tracks, cfg: EvalConfig, noise, rooms) -> list[np.ndarray]:
-    """Queries of audio not in the database that set the no-match thresholds: `cfg.n_calibration`
-    excerpts per query length, each heard in the cells of `cfg.cells` in turn, drawn and rendered
-    exactly as the evaluation's queries (its own seed). `minihash index` calibrates on these too.
-
-    Args:
-        tracks: list of (T,) signals not in the database.
-        cfg: lengths, cells, how many, seed, context.
-        noise, rooms: evaluation noises and impulse responses.
-
-    Returns:
-        list of (n,) float32 signals, length by length.
-    """
-    rng = np.random.default_rng([cfg.seed, 0x63616C])
-    out = []
-    for L in cfg.lengths:
-        qs = draw_queries(tracks, L, cfg.n_calibration, rng, len(noise), len(rooms))
-        out += [render(tracks, q, cfg.cells[i % len(cfg.cells)], noise, rooms, cfg.context_s) for i, q in enumerate(qs)]
-    return out
-
-
-def calibration_negatives(folders=(), per_length: int = 50, seed: int = 0,
-                          notes: list | None = None) -> list[np.ndarray]:
-    """Queries of audio that is in no index, as `minihash eval` calibrates on: 1, 2, 3 and 5 s excerpts
-    of procedural tracks of a seed kept for this (and of the files under `folders`: music the
-    user's index does not hold), clean, in noise at 0-20 dB, in rooms, in rooms and noise. They set
-    the no-match thresholds of `minihash index`, one per query length. Files of `folders` that are
-    skipped are listed in `notes` ("skipped NAME: reason")."""
-    cfg = EvalConfig(n_calibration=per_length, seed=seed)
-    tracks = synth_tracks(20, cfg.synth_seconds, seed=CAL_SEED) + list(load_folders(folders, notes).values())
-    return calibration_queries(tracks, cfg, training_noise(split="eval"), eval_rooms(cfg))
-
-
 def _record(method, kind, cell, L, i, track, start_s, m: Match, search_ms, total_ms, sc) -> dict:
     return {"method": method, "kind": kind, "condition": cell[0], "snr_db": cell[1], "length_s": L, "query": i,
             "track": track, "start_s": start_s, "match": m.track, "offset_s": m.offset_s, "score": m.score,
@@ -192,14 +156,6 @@ def _record(method, kind, cell, L, i, track, start_s, m: Match, search_ms, total
 
 # ----------------------------------------------------------------------------
 # data for a run: the database, evaluation noise and rooms, negatives
-
-
-def eval_rooms(cfg: EvalConfig) -> list[torch.Tensor]:
-    """Synthetic rooms drawn as `distort.Distorter` draws them, from a seed training never uses."""
-    g = torch.Generator().manual_seed(ROOM_SEED)
-    lo, hi = cfg.rt60
-    return [synth_rir(float(lo + (hi - lo) * r), SR, generator=g)
-            for r in torch.rand(cfg.n_rooms, generator=g, dtype=torch.float64)]
 
 
 def load_folders(dirs, notes: list | None = None) -> dict:
@@ -214,13 +170,11 @@ def load_folders(dirs, notes: list | None = None) -> dict:
     return tracks
 
 
-def negative_sets(cfg: EvalConfig, folders=()) -> tuple[list, list]:
-    """(calibration, evaluation) negatives: procedural tracks of two seeds of their own, and the
-    files of `folders` (held-out music) split between them alternately."""
-    cal = synth_tracks(cfg.n_neg_tracks, cfg.synth_seconds, seed=CAL_SEED)
-    neg = synth_tracks(cfg.n_neg_tracks, cfg.synth_seconds, seed=NEG_SEED)
+def negative_set(cfg: EvalConfig, folders=()) -> list:
+    """Negatives (music not in the database) for the false matches: procedural tracks of a seed of
+    their own, and the files of `folders` (held-out music)."""
     held = list(load_folders(folders).values()) if folders else []
-    return cal + held[0::2], neg + held[1::2]
+    return synth_tracks(cfg.n_neg_tracks, cfg.synth_seconds, seed=NEG_SEED) + held
 
 
 def _load_models(cfg: EvalConfig, model, sign_model, nafp_model, notes: list) -> tuple[dict, dict]:
@@ -274,10 +228,10 @@ def run_eval(cfg: EvalConfig, out, model=None, sign_model=None, nafp_model=None,
     hours = sum(len(x) for x in tracks.values()) / SR / 3600
     noise_x = training_noise(noise, speech, split="eval")
     rooms = load_rirs(rirs) if rirs else eval_rooms(cfg)
-    cal, neg = negative_sets(cfg, negatives)
+    neg = negative_set(cfg, negatives)
     if refs and not negatives:
         notes.append("negatives are procedural tracks only: pass --negatives DIR (held-out music) for a harder test")
-    result = evaluate(tracks, models, cfg, noise_x, rooms, cal, neg, progress)
+    result = evaluate(tracks, models, cfg, noise_x, rooms, neg, progress)
     result.notes = notes + result.notes
     result.info.update(command=command, machine=machine(), database=f"{db}, {hours:.2f} h",
                        models="; ".join(f"{k}: {paths[k]} ({models[k].cfg.arch}, id {models[k].model_id})"
@@ -286,7 +240,7 @@ def run_eval(cfg: EvalConfig, out, model=None, sign_model=None, nafp_model=None,
                              f"{', '.join(map(str, (*noise, *speech))) or 'the procedural bank (seed 1)'}",
                        rooms=f"{len(rooms)} impulse responses from {', '.join(map(str, rirs))}" if rirs else
                              f"{len(rooms)} synthetic rooms, RT60 {cfg.rt60[0]:g}-{cfg.rt60[1]:g} s (seed {ROOM_SEED})",
-                       negatives=f"{len(cal)} calibration and {len(neg)} evaluation tracks not in the database",
+                       negatives=f"{len(neg)} tracks not in the database",
                        elapsed_s=time.perf_counter() - t0, cpu_s=time.process_time() - cpu0)
     write_report(result, out)
     return result

@@ -1,9 +1,9 @@
 """Notebook 08: search, the hash table, multi-probe, re-ranking, offset voting and the no-match threshold.
 
 Figures: the bits each probe flips, the best scores of queries in and not in the database with the
-threshold, and the sub-hop refinement of the start time (bucket sizes are notebook 06's, the votes notebook
-00's, the accuracy-vs-share-scored curve notebook 07's). Exercises: a bucket lookup by binary search, the
-multi-probe order (cheapest flip-sets first) and the (track, offset) vote, each against the package's index.
+threshold, leave-one-track-out, ROC curves of decision scores, the sub-hop refinement of the start time
+(bucket sizes are notebook 06's, the votes 00's, accuracy against share scored 07's). Exercises: a bucket
+lookup by binary search, the multi-probe order (cheapest flip-sets first) and the (track, offset) vote.
 
 References: A. Singh, K. Demuynck, V. Arora, ICASSP 2023; Q. Lv et al., VLDB 2007 (multi-probe LSH);
 M. Charikar, STOC 2002; S. Chang et al., ICASSP 2021 (sequence search over query windows).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..evaluate.nomatch import plot_roc_curves
 from ..search.base import vote
 from ..search.buckets import BucketTable, probe_order
 from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
@@ -21,7 +22,7 @@ from .nb07_balanced_hashing import (at_equal_share, compare, paired_difference, 
                                     wilson_interval)
 
 __all__ = ["plot_bucket_sizes", "plot_offset_votes", "plot_search_tradeoff", "wilson_interval", "paired_difference",
-           "compare", "at_equal_share", "plot_probe_sets",
+           "compare", "at_equal_share", "plot_probe_sets", "plot_leave_one_out", "plot_roc_curves",
            "plot_score_histograms", "plot_alignment_peak", "check_bucket_lookup", "check_probe_order", "check_vote",
            "exercise", "passed", "solution_bucket", "solution_probes", "solution_vote"]
 
@@ -129,6 +130,33 @@ def plot_alignment_peak(bins, scores, hop_s, peak_s=None, truth_s=None, ax=None,
         ax.axvline(truth_s, color="C3", ls="--", lw=1, label=f"true {truth_s:.3f} s")
     ax.set(xlabel="start time in the track (s)", ylabel="mean similarity", title=title)
     ax.legend(fontsize=8)
+    return fig, ax
+
+
+def plot_leave_one_out(names, own: int, match: int | None = None, length_s: float = 2.0, at_s: float = 10.0,
+                       match_s: float = 20.0, track_s: float = 30.0, ax=None, figsize=(6, 2.8)):
+    """The leave-one-track-out idea: an excerpt of an indexed track, searched as if the index did not
+    hold that track, is a query of music that is not in the index; whatever it matches is a chance match.
+
+    `names`: the tracks drawn; `own`: the excerpt's track (left out), the excerpt `length_s` long at `at_s`;
+    `match`: the track it matched instead, at `match_s` (None: not drawn); `track_s`: the tracks' drawn
+    length. Returns (fig, ax).
+
+    Notebook: 08_search.ipynb
+    """
+    fig, ax = _fig_ax(ax, figsize)
+    for i, name in enumerate(names):
+        left_out = i == own
+        ax.barh(i, track_s, color="0.85" if left_out else "C0", alpha=0.35 if left_out else 0.6, hatch="//" * left_out)
+        ax.text(track_s + 0.5, i, f"{name}{'  (left out)' if left_out else ''}", va="center", fontsize=8)
+    ax.barh(own, length_s, left=at_s, color="C1", label="the excerpt: a query of music the index 'does not hold'")
+    if match is not None:
+        ax.barh(match, length_s, left=match_s, color="C3", label="its best match: a chance score, a negative")
+        ax.annotate("", xy=(match_s + length_s / 2, match), xytext=(at_s + length_s / 2, own),
+                    arrowprops=dict(arrowstyle="->", color="C3"))
+    ax.set(yticks=[], xlim=(0, 1.6 * track_s), ylim=(len(names) - 0.5, -0.5), xlabel="seconds",
+           title="leave one track out")
+    ax.legend(fontsize=7, loc="lower right")
     return fig, ax
 
 

@@ -21,23 +21,29 @@ import torch
 from ..errors import FormatError
 from .manifest import FORMAT, VERSION, check_stored, invalid
 from .store import read_index_dir, write_index_dir
-from .threshold import calibrate_threshold
+from .threshold import NoMatch
 
 # ----------------------------------------------------------------------------
 # results and search settings
 
+AGREE_HOPS = 1.5  # a window's own best candidate agrees with an alignment this many hops from it, at most
+
 
 @dataclass
 class Match:
-    """The answer to one query. `track` is None when the best score is under the threshold."""
+    """The answer to one query. `track` is None when `score` is under `threshold`."""
 
     track: str | None
     offset_s: float  # where the query starts in the track
-    score: float  # mean inner product over the query's windows at that alignment
+    score: float  # the decision score held to the threshold (`similarity` until the index is calibrated)
     n_scored: int  # candidates re-ranked: inner products of query windows with DB windows
     time_ms: float
     frac_scored: float = 0.0  # n_scored / (query windows x DB windows): 1.0 for exhaustive search
     threshold: float = float("nan")  # the no-match threshold this query was held to
+    similarity: float = 0.0  # mean inner product over the query's windows at the alignment
+    margin: float = 0.0  # similarity minus that of the best alignment in another track
+    agree: int = 0  # query windows whose own most similar candidate lies at the alignment
+    n_windows: int = 0  # the query's windows
 
 
 @dataclass
@@ -110,7 +116,7 @@ def parabolic_peak(a: float, m: float, b: float) -> float:
 # the index: rows, search, add/remove, persistence (every method builds on it)
 
 
-class BaseIndex:
+class BaseIndex(NoMatch):
     """Rows of (float16 embedding, track id, start) plus whatever a method keys them by.
 
     Subclasses say how rows are coded (`_codes_for`), ordered (`_reindex`) and found
@@ -161,27 +167,6 @@ class BaseIndex:
     def __len__(self) -> int:
         return len(self.track_ids)
 
-    @property
-    def threshold(self) -> float:
-        return float(self.meta.get("threshold", 0.0))
-
-    @threshold.setter
-    def threshold(self, value: float):
-        self.meta["threshold"] = float(value)
-
-    @property
-    def thresholds(self) -> dict[int, float]:
-        """Thresholds by the number of query windows (a 1 s query is one window and scores its
-        single best similarity; a 5 s query averages nine, so chance scores are lower)."""
-        return {int(k): float(v) for k, v in self.meta.get("thresholds", {}).items()}
-
-    def threshold_for(self, n_windows: int) -> float:
-        """The threshold for a query of `n_windows` windows: the one calibrated on the longest
-        negatives that are not longer than the query; the overall `threshold` if there are none."""
-        by_length = self.thresholds  # parsed from the JSON-able meta once per query
-        fit = [n for n in by_length if n <= n_windows]
-        return by_length[max(fit)] if fit else self.threshold
-
     def _append(self, emb, logits, track_ids, starts, names):
         emb16 = np.asarray(emb, dtype=np.float16).reshape(-1, self.D)  # (n, D)
         track_ids = np.asarray(track_ids, dtype=np.int64)
@@ -223,7 +208,9 @@ class BaseIndex:
         self._reindex()
 
     # ---- search
-    def _candidates(self, q, q_logits, cfg):
+    def _candidates(self, q, q_logits, cfg, keep=None):
+        """(win, rows, sims, n_scored): each query window's candidate rows and their inner products,
+        sorted by window, only rows where `keep` (N,) is True (all if None)."""
         raise NotImplementedError
 
     def _rescore(self, q, win, rows):
@@ -257,7 +244,8 @@ class BaseIndex:
         E = self.emb[rows_t[jn]].astype(np.float32)  # (B, M, D)
         return (np.einsum("bmd,md->bm", E, q) * ok).mean(axis=1)
 
-    def search(self, q_emb, q_logits, q_starts, threshold: float | None = None, **overrides) -> Match:
+    def search(self, q_emb, q_logits, q_starts, threshold: float | None = None, exclude=None,
+               **overrides) -> Match:
         """Find the track and start time of one query.
 
         Args:
@@ -265,6 +253,8 @@ class BaseIndex:
             q_logits: (M, K) their hash logits (None for LSH and exhaustive search).
             q_starts: (M,) their start times in the query, seconds.
             threshold: a score under it is no match (default: the index's calibrated one).
+            exclude: a track name (or several) to search as if the index did not hold it: how a
+                collection calibrates on itself, each excerpt searched without its own track.
             **overrides: SearchConfig fields for this query.
 
         Returns:
@@ -278,48 +268,68 @@ class BaseIndex:
         q_starts = np.asarray(q_starts, dtype=np.float64)
         if len(q) == 0 or len(q_starts) != len(q):
             raise ValueError(f"a query needs windows, with one start each: {len(q)} windows, {len(q_starts)} starts")
-        if len(self) == 0:
-            return Match(None, 0.0, 0.0, 0, 1e3 * (time.perf_counter() - t0))
-        win, rows, sims, n_scored = self._candidates(q, q_logits, cfg)
+        M = len(q)
+        thr = self.threshold_for(M) if threshold is None else threshold
+        keep = self._keep(exclude)  # (N,) bool, or None: every row
+        if len(self) == 0 or (keep is not None and not keep.any()):
+            return Match(None, 0.0, 0.0, 0, 1e3 * (time.perf_counter() - t0), threshold=float(thr), n_windows=M)
+        win, rows, sims, n_scored = self._candidates(q, q_logits, cfg, keep)
+        t, offset, sim, top = self._best_alignment(q, q_starts, win, rows, sims, cfg)
+        margin, agree = 0.0, 0
+        if t is not None:
+            other = self.track_ids[rows] != t  # the best alignment elsewhere, among the same candidates
+            margin = sim - self._best_alignment(q, q_starts, win[other], rows[other], sims[other], cfg)[2]
+            agree = self._agreement(q_starts, *top, t, offset)
+        score = float(self.score_features(np.array([[sim, margin, agree / M]]), M)[0])
+        name = self.names[t] if t is not None and score >= thr else None
+        n_kept = len(self) if keep is None else int(keep.sum())
+        return Match(name, offset, score, int(n_scored), 1e3 * (time.perf_counter() - t0), n_scored / (M * n_kept),
+                     float(thr), sim, float(margin), int(agree), M)
+
+    def _keep(self, exclude):
+        """(N,) bool: the rows of every track but `exclude` (a name, an id, or a list of them); None: all."""
+        if exclude is None:
+            return None
+        keep = np.ones(len(self), dtype=bool)
+        for x in ([exclude] if isinstance(exclude, (str, int, np.integer)) else exclude):
+            t = self.names.index(x) if isinstance(x, str) else int(x)
+            keep[self._by_time[self._time_off[t]:self._time_off[t + 1]]] = False
+        return keep
+
+    def _best_alignment(self, q, q_starts, win, rows, sims, cfg):
+        """Vote with each window's best candidates, verify the best pairs over every window.
+
+        Returns:
+            (track id or None, offset_s, mean similarity there (0 if none), (win, rows, sims) of the
+            voting candidates).
+        """
         win, rows, sims = top_per_window(win, rows, sims, cfg.top_k)
         tracks, bins, _ = vote(win, rows, sims, q_starts, self.track_ids, self.starts, self.hop_s, cfg.n_verify)
-        best = (-np.inf, None, 0.0)
+        best = (0.0, None, 0.0)
         d = np.arange(-2, 3)
         for t, b in zip(tracks, bins):  # verify: re-score each voted alignment over all windows
             s = self.alignment_scores(q, q_starts, int(t), b + d)  # (5,)
             i = 1 + int(np.argmax(s[1:-1]))  # a peak with both neighbours measured
-            if s[i] > best[0]:
+            if best[1] is None or s[i] > best[0]:
                 offset = (b + d[i] + parabolic_peak(s[i - 1], s[i], s[i + 1])) * self.hop_s
                 best = (float(s[i]), int(t), float(offset))
         score, t, offset = best
-        if t is None:
-            score = 0.0
-        thr = self.threshold_for(len(q)) if threshold is None else threshold
-        name = self.names[t] if t is not None and score >= thr else None
-        return Match(name, offset, score, int(n_scored), 1e3 * (time.perf_counter() - t0),
-                     n_scored / (len(q) * len(self)), float(thr))
+        return t, offset, score, (win, rows, sims)
+
+    def _agreement(self, q_starts, win, rows, sims, t: int, offset: float) -> int:
+        """How many query windows' own most similar candidate lies at the alignment (track t, offset)."""
+        if len(win) == 0:
+            return 0
+        o = np.lexsort((-sims, win))
+        first = np.ones(len(o), dtype=bool)
+        first[1:] = win[o][1:] != win[o][:-1]
+        w, r = win[o][first], rows[o][first]  # each window's best candidate
+        near = np.abs(self.starts[r] - q_starts[w] - offset) <= AGREE_HOPS * self.hop_s
+        return int(np.sum((self.track_ids[r] == t) & near))
 
     def search_many(self, queries, **kw) -> list[Match]:
         """`search` over a list of (q_emb, q_logits, q_starts) triples."""
         return [self.search(*query, **kw) for query in queries]
-
-    def calibrate(self, negatives, max_false: float = 0.05, n_windows=None, confidence: float | None = None) -> float:
-        """Set (and return) the threshold from negative queries' Matches or scores.
-
-        With `n_windows` (each negative's number of query windows), also one threshold per
-        window count that has at least 1 / max_false negatives (fewer cannot resolve the share).
-        """
-        self.threshold = calibrate_threshold(negatives, max_false, confidence)
-        self.meta.pop("thresholds", None)
-        if n_windows is not None:
-            n_windows = np.asarray(n_windows)
-            if len(n_windows) != len(negatives):
-                raise ValueError(f"{len(negatives)} negatives but {len(n_windows)} window counts")
-            need = int(np.ceil(1.0 / max_false - 1e-9)) if max_false > 0 else 1
-            groups = {int(n): [negatives[i] for i in np.flatnonzero(n_windows == n)] for n in np.unique(n_windows)}
-            self.meta["thresholds"] = {str(n): calibrate_threshold(g, max_false, confidence)
-                                       for n, g in groups.items() if len(g) >= need}
-        return self.threshold
 
     def stats(self) -> dict:
         """Bytes per indexed window, everything held per row and per bucket included."""

@@ -26,6 +26,8 @@ from ..ot import pack_codes
 from .base import BaseIndex
 from .buckets import BucketTable
 
+POOL = 8  # exhaustive search keeps each window's POOL x top_k best rows (see ExhaustiveIndex._candidates)
+
 # ----------------------------------------------------------------------------
 # random-hyperplane LSH
 
@@ -59,12 +61,13 @@ class LSHIndex(BaseIndex):
         self.tables = [BucketTable(self.codes[o, l]) for l, o in enumerate(self.orders)]
         super()._reindex()
 
-    def _candidates(self, q, q_logits, cfg):
+    def _candidates(self, q, q_logits, cfg, keep=None):
         P = self.project(q)  # (M, L, K)
         budget = max(1, cfg.max_candidates // self.L)
         keys = []
         for l, (table, order) in enumerate(zip(self.tables, self.orders)):
-            win, pos = table.probe(pack_codes(P[:, l]), np.abs(P[:, l]), cfg.n_probes, budget)
+            kept = None if keep is None else keep[order]  # table l's rows are in its own code order
+            win, pos = table.probe(pack_codes(P[:, l]), np.abs(P[:, l]), cfg.n_probes, budget, kept)
             keys.append(win * len(self) + order[pos])
         key = np.unique(np.concatenate(keys))  # a row found by several tables is scored once
         win, rows = key // len(self), key % len(self)
@@ -113,12 +116,16 @@ class ExhaustiveIndex(BaseIndex):
     def _codes_for(self, emb16, logits):
         return None
 
-    def _candidates(self, q, q_logits, cfg):
-        M, k = len(q), cfg.top_k
+    def _candidates(self, q, q_logits, cfg, keep=None):
+        # each window's POOL x top_k best rows: the top_k vote, and the rest let `search` find the best
+        # alignment in another track without a second scan
+        M, k = len(q), POOL * cfg.top_k
         best_s = np.zeros((M, 0), dtype=np.float32)
         best_r = np.zeros((M, 0), dtype=np.int64)
         for b0 in range(0, len(self), self.block):
             S = q @ torch.from_numpy(self.emb[b0:b0 + self.block]).float().numpy().T  # (M, B), float32
+            if keep is not None:
+                S[:, ~keep[b0:b0 + S.shape[1]]] = -np.inf  # an excluded row is never among the best
             s = np.concatenate([best_s, S], axis=1)
             r = np.concatenate([best_r, np.broadcast_to(np.arange(b0, b0 + S.shape[1]), S.shape)], axis=1)
             if s.shape[1] > k:  # keep each window's k best so far
@@ -126,7 +133,9 @@ class ExhaustiveIndex(BaseIndex):
                 s, r = np.take_along_axis(s, part, 1), np.take_along_axis(r, part, 1)
             best_s, best_r = s, r
         win = np.repeat(np.arange(M), best_s.shape[1])
-        return win, best_r.ravel(), best_s.ravel(), M * len(self)
+        ok = np.isfinite(best_s.ravel())  # fewer kept rows than k: drop the excluded ones that filled in
+        n_kept = len(self) if keep is None else int(keep.sum())
+        return win[ok], best_r.ravel()[ok], best_s.ravel()[ok], M * n_kept
 
     def _config(self):
         return {"block": self.block}
@@ -183,17 +192,21 @@ class FaissIndex(BaseIndex):
             self.fx.add(self.emb.astype(np.float32))
         super()._reindex()
 
-    def _candidates(self, q, q_logits, cfg):
+    def _candidates(self, q, q_logits, cfg, keep=None):
         M = len(q)
+        extra = 0 if keep is None else int((~keep).sum())  # ask for as many more as are excluded, then drop them
         if self.kind == "multihash":
             qb = self._binary(q_logits, M)  # (M, K / 8)
-            _, I = self.fx.search(qb, min(cfg.max_candidates, len(self)))  # nearest in Hamming distance
+            _, I = self.fx.search(qb, min(cfg.max_candidates + extra, len(self)))  # nearest in Hamming distance
         else:
             self.faiss.cvar.hnsw_stats.reset()
-            _, I = self.fx.search(q, min(cfg.top_k, len(self)))  # (M, k)
+            _, I = self.fx.search(q, min(POOL * cfg.top_k + extra, len(self)))  # (M, k), as ExhaustiveIndex
         win = np.repeat(np.arange(M), I.shape[1])
         rows = I.ravel().astype(np.int64)
-        win, rows = win[rows >= 0], rows[rows >= 0]  # -1: fewer hits than asked
+        ok = rows >= 0  # -1: fewer hits than asked
+        if keep is not None:
+            ok[ok] = keep[rows[ok]]
+        win, rows = win[ok], rows[ok]
         n_scored = {"flat": M * len(self), "hnsw": int(self.faiss.cvar.hnsw_stats.ndis)}.get(self.kind, len(rows))
         return win, rows, self._rescore(q, win, rows), n_scored
 

@@ -83,7 +83,7 @@ class BucketTable:
         self.bucket_codes = codes_sorted[new]  # (B,)
         self.bucket_start = np.append(np.flatnonzero(new), n).astype(np.int64)  # (B+1,)
 
-    def probe(self, q_codes, conf, n_probes: int, max_candidates: int):
+    def probe(self, q_codes, conf, n_probes: int, max_candidates: int, keep=None):
         """Positions (in sorted order) of the rows in the buckets each query window probes.
 
         Args:
@@ -91,6 +91,8 @@ class BucketTable:
             conf: (M, K) their bits' confidences |logit|.
             n_probes: buckets probed per window.
             max_candidates: rows returned per window, at most (the last bucket is cut).
+            keep: (N,) bool over the sorted rows, or None: only these rows are returned, and only
+                they count against the budget (the probe of a table that never held the others).
 
         Returns:
             win (C,) query window of each candidate, pos (C,) its position in the sorted rows.
@@ -104,12 +106,23 @@ class BucketTable:
         b = np.minimum(np.searchsorted(self.bucket_codes, probes), len(self.bucket_codes) - 1)
         hit = self.bucket_codes[b] == probes
         lo = self.bucket_start[b]
-        n = (self.bucket_start[b + 1] - lo) * hit  # (P,) rows in each probed bucket
+        size = (self.bucket_start[b + 1] - lo) * hit  # (M x P,) rows in each probed bucket
+        if keep is not None:
+            kept_before = np.concatenate([[0], np.cumsum(keep)])  # (N + 1,) kept rows before each position
+            n = kept_before[lo + size] - kept_before[lo]  # kept rows in each probed bucket
+        else:
+            n = size
         # spend each window's candidate budget in probe order
         before = np.cumsum(n) - n
         used = before - np.repeat(before[np.cumsum(n_per) - n_per], n_per)
         n = np.clip(max_candidates - used, 0, n)
-        return np.repeat(np.repeat(np.arange(M), n_per), n), concat_ranges(lo, n)
+        win = np.repeat(np.arange(M), n_per)  # (M x P,) the window of each probe
+        if keep is None:
+            return np.repeat(win, n), concat_ranges(lo, n)
+        pos = concat_ranges(lo, size)  # every row of the probed buckets, then the budget's share of the kept
+        probe = np.repeat(np.arange(len(lo)), size)
+        take = keep[pos] & (kept_before[pos] - kept_before[lo[probe]] < n[probe])
+        return win[probe[take]], pos[take]
 
     def occupancy(self, K: int) -> dict:
         """Bucket occupancy as `ot.bucket_stats` defines it; `entropy` is its `entropy_norm`."""

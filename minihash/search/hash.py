@@ -47,9 +47,10 @@ class HashIndex(BaseIndex):
         self.table = BucketTable(self.codes)
         super()._reindex()
 
-    def _candidates(self, q, q_logits, cfg):
+    def _candidates(self, q, q_logits, cfg, keep=None):
         z = np.asarray(q_logits, dtype=np.float32).reshape(len(q), self.K)  # (M, K)
-        win, rows = self.table.probe(pack_codes(z), np.abs(z), cfg.n_probes, cfg.max_candidates)
+        # rows are stored in bucket order, so a row's position in the table is its row number
+        win, rows = self.table.probe(pack_codes(z), np.abs(z), cfg.n_probes, cfg.max_candidates, keep)
         return win, rows, self._rescore(q, win, rows), len(rows)
 
     def _held(self):

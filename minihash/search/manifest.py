@@ -132,6 +132,42 @@ def _check_meta(f: Path, m: dict) -> None:
     _need(isinstance(by_length, dict) and all(k.isdigit() and _number(v) for k, v in by_length.items()), f,
           "meta thresholds must map window counts to numbers")
     _need(isinstance(meta.get("model_path", ""), str), f, "meta model_path is not a path")
+    mf = meta.get("max_false", 0.0)
+    _need(_number(mf) and 0.0 <= mf < 1.0, f, f"meta max_false {mf!r} is not a share from 0 to 1")
+    _check_decision(f, meta.get("decision", {}))
+    _check_calibration(f, meta.get("calibration"))
+
+
+def _numbers(v, n=None) -> bool:
+    return isinstance(v, list) and all(_number(x) for x in v) and (n is None or len(v) == n)
+
+
+def _check_decision(f: Path, decision) -> None:
+    """meta["decision"]: {window count: {"kind": a feature} or a logistic fit of the three features}."""
+    _need(isinstance(decision, dict) and all(isinstance(d, dict) and k.isdigit() for k, d in decision.items()), f,
+          "meta decision must map window counts to decisions")
+    for k, d in decision.items():
+        kind = d.get("kind")
+        _need(kind in ("similarity", "margin", "agree", "logistic"), f, f"meta decision {k}: unknown kind {kind!r}")
+        if kind == "logistic":
+            _need(_numbers(d.get("mean"), 3) and _numbers(d.get("std"), 3) and _numbers(d.get("w"), 3)
+                  and _number(d.get("b")) and all(s > 0 for s in d["std"]), f,
+                  f"meta decision {k}: a logistic decision needs mean, std (> 0) and w of 3 numbers, and b")
+
+
+def _check_calibration(f: Path, cal) -> None:
+    """meta["calibration"]: the negatives' scores, the share of the index each searched, their window counts."""
+    if cal is None:
+        return
+    _need(isinstance(cal, dict) and _numbers(cal.get("scores")), f, "meta calibration holds no list of scores")
+    n = len(cal["scores"])
+    _need(cal.get("searched") is None or (_numbers(cal["searched"], n) and all(0 < x <= 1 for x in cal["searched"])),
+          f, f"meta calibration: searched must be {n} shares in (0, 1]")
+    nw = cal.get("n_windows")
+    _need(nw is None or (isinstance(nw, list) and len(nw) == n and all(_int(x, 1) for x in nw)), f,
+          f"meta calibration: n_windows must be {n} window counts")
+    c = cal.get("confidence")
+    _need(c is None or (_number(c) and 0 < c < 1), f, f"meta calibration confidence {c!r} is not in (0, 1)")
 
 
 def _check_arrays(f: Path, arrays) -> None:
