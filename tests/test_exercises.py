@@ -133,6 +133,25 @@ def _lesson(n):
     return importlib.import_module(f"minihash.lessons.{n}")
 
 
+def _hamming(c1, c2, K, op="xor", low=None):  # the Hamming distance of packed codes, or a classic mistake
+    x = {"xor": c1 ^ c2, "or": c1 | c2}[op] & np.uint64((1 << (low or K)) - 1)
+    return sum(((x >> np.uint64(k)) & np.uint64(1)).astype(np.int64) for k in range(K))
+
+
+def _collision(cos, K, L, clip=True, angle=True, union=False):  # LSH collision probability, or a classic mistake
+    c = np.clip(cos, -1, 1) if clip else cos
+    p = (1 - (np.arccos(c) if angle else c) / np.pi) ** K
+    return np.minimum(1.0, L * p) if union else 1 - (1 - p) ** L
+
+
+def _radius1(codes, K, own=True, add=False):  # expected candidates of the bucket and its K neighbours, or a mistake
+    u, n = np.unique(codes.astype(np.int64), return_counts=True)
+    size = dict(zip(u.tolist(), n.tolist()))
+    ring = [nb * (nb * own + sum(size.get(b + (1 << k) if add else b ^ (1 << k), 0) for k in range(K)))
+            for b, nb in zip(u.tolist(), n.tolist())]
+    return sum(ring) / n.sum()
+
+
 def _band_snr(clean, noisy, sr, f_lo, f_hi, power=2, noise=True):  # the band's SNR, or a classic mistake
     f = np.fft.rfftfreq(len(clean), 1 / sr)
     band = (f >= f_lo) & (f <= f_hi)
@@ -185,13 +204,17 @@ def _nt_xent_grad(S, tau, self_in=False, positive=True):  # d NT-Xent / d S, or 
     return G / (n * tau)
 
 
-def _wrong_sinkhorn(a, b, C, eps, n_iter):  # eps upside down in the kernel
-    K = np.exp(-C * eps)
-    u = np.ones_like(a)
+def _factored(Lo, Hi, n_iter, rows_first=False, with_u=True, row_mass=None):  # factorised Sinkhorn, or a mistake
+    B, n = Lo.shape[0], Lo.shape[1] * Hi.shape[1]
+    u, W = torch.ones(B, dtype=Lo.dtype), torch.ones(Hi.shape[1], Lo.shape[1], dtype=Lo.dtype)
+    a = 1.0 / B if row_mass is None else row_mass
     for _ in range(n_iter):
-        v = b / (K.T @ u)
-        u = a / (K @ v)
-    return u[:, None] * K * v[None, :]
+        if rows_first:
+            u = a / (Hi * (Lo @ W.T)).sum(1)
+        W = (1.0 / n) / (Hi.T @ ((u[:, None] if with_u else 1.0) * Lo))
+        if not rows_first:
+            u = a / (Hi * (Lo @ W.T)).sum(1)
+    return u, W
 
 
 def _wrong_balanced_plan(logits, eps, n_iter):  # the bits of code j read most significant first
@@ -199,8 +222,8 @@ def _wrong_balanced_plan(logits, eps, n_iter):  # the bits of code j read most s
     j = np.arange(2 ** K)
     V = 2.0 * ((j[:, None] >> np.arange(K)[::-1]) & 1) - 1.0
     C = -np.tanh(logits) @ V.T / K
-    return _lesson("nb06_optimal_transport").solution_sinkhorn(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps,
-                                                                n_iter)
+    return _lesson("nb06_optimal_transport")._sinkhorn_log(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps,
+                                                            n_iter)
 
 
 def _wrong_probes(logits, n_probes):  # single-bit flips only, least confident first
@@ -247,15 +270,11 @@ WRONG = {  # checker: (lesson module, a classic wrong answer)
     "check_nt_xent_grad": ("nb05_contrastive_learning", lambda S, tau: _nt_xent_grad(S, tau) * tau),
     "check_top1": ("nb05_contrastive_learning",
                    lambda q, r, truth: float(((np.asarray(q) @ np.asarray(r).T).argmax(1) == truth).mean())),
-    "check_sinkhorn": ("nb06_optimal_transport", _wrong_sinkhorn),
+    "check_factored_sinkhorn": ("nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, with_u=False)),
     "check_balanced_assignment": ("nb06_optimal_transport", _wrong_balanced_plan),
-    "check_bucket_entropy": ("nb07_balanced_hashing", lambda codes, K: _lesson("nb07_balanced_hashing")
-                             .solution_bucket_entropy(codes, K) * math.log(2) * math.log2(min(len(codes), 2 ** K))),
-    "check_pack_codes": ("nb07_balanced_hashing",
-                         lambda l: ((l > 0).astype(np.uint64) << np.arange(l.shape[1], dtype=np.uint64)[::-1])
-                         .sum(axis=1, dtype=np.uint64)),
-    "check_expected_candidates": ("nb07_balanced_hashing",
-                                  lambda codes: float(np.unique(codes, return_counts=True)[1].mean())),
+    "check_hamming": ("nb07_balanced_hashing", lambda c1, c2, K: c1 ^ c2),
+    "check_lsh_collision": ("nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, union=True)),
+    "check_radius1_candidates": ("nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, add=True)),
     "check_bucket_lookup": ("nb08_search", lambda cs, code: (int(np.searchsorted(cs, code, "left")),
                                                              int(np.searchsorted(cs, code, "right")) - 1)),
     "check_probe_order": ("nb08_search", _wrong_probes),
@@ -303,6 +322,29 @@ MISTAKES = [  # (checker, lesson module, a classic wrong answer, words the expla
     ("check_nt_xent_grad", "nb05_contrastive_learning", lambda S, tau: _nt_xent_grad(S, tau, positive=False),
      "-1 is missing"),
     ("check_nt_xent_grad", "nb05_contrastive_learning", lambda S, tau: _nt_xent_grad(S, tau).T, "transposed"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, with_u=False),
+     "u is left out"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, rows_first=True),
+     "rows are updated first"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, row_mass=1.0),
+     "not 1/B"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Hi, Lo, n), "halves"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n + 1),
+     "iterations: run n_iter"),
+    ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: c1 ^ c2, "XOR itself"),
+    ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: _hamming(c1, c2, K, op="or"), "(OR)"),
+    ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: _hamming(c1, c2, K, low=8), "lowest 8 bits"),
+    ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: K - _hamming(c1, c2, K), "AGREE"),
+    ("check_lsh_collision", "nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, union=True),
+     "union bound"),
+    ("check_lsh_collision", "nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, clip=False), "clip"),
+    ("check_lsh_collision", "nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, angle=False),
+     "cosine is used as the angle"),
+    ("check_lsh_collision", "nb07_balanced_hashing", lambda cos, K, L: _collision(cos, 1, L), "no power K"),
+    ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, add=True), "XOR"),
+    ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, own=False),
+     "own bucket is left out"),
+    ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, 0), "one probe"),
 ]
 
 
