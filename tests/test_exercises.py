@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy.signal import butter, sosfilt
 
 from minihash.lessons.common import ExerciseError
@@ -134,8 +133,44 @@ def _lesson(n):
     return importlib.import_module(f"minihash.lessons.{n}")
 
 
-def _wrong_rt60(h, sr):  # the 20 dB span's time, not extrapolated to 60 dB
-    return _lesson("nb02_distortions").solution_rt60(h, sr) / 3
+def _hamming(c1, c2, K, op="xor", low=None):  # the Hamming distance of packed codes, or a classic mistake
+    x = {"xor": c1 ^ c2, "or": c1 | c2}[op] & np.uint64((1 << (low or K)) - 1)
+    return sum(((x >> np.uint64(k)) & np.uint64(1)).astype(np.int64) for k in range(K))
+
+
+def _collision(cos, K, L, clip=True, angle=True, union=False):  # LSH collision probability, or a classic mistake
+    c = np.clip(cos, -1, 1) if clip else cos
+    p = (1 - (np.arccos(c) if angle else c) / np.pi) ** K
+    return np.minimum(1.0, L * p) if union else 1 - (1 - p) ** L
+
+
+def _radius1(codes, K, own=True, add=False):  # expected candidates of the bucket and its K neighbours, or a mistake
+    u, n = np.unique(codes.astype(np.int64), return_counts=True)
+    size = dict(zip(u.tolist(), n.tolist()))
+    ring = [nb * (nb * own + sum(size.get(b + (1 << k) if add else b ^ (1 << k), 0) for k in range(K)))
+            for b, nb in zip(u.tolist(), n.tolist())]
+    return sum(ring) / n.sum()
+
+
+def _band_snr(clean, noisy, sr, f_lo, f_hi, power=2, noise=True):  # the band's SNR, or a classic mistake
+    f = np.fft.rfftfreq(len(clean), 1 / sr)
+    band = (f >= f_lo) & (f <= f_hi)
+    X, N = np.fft.rfft(clean)[band], np.fft.rfft(noisy - clean if noise else noisy)[band]
+    return 10 * np.log10(np.sum(np.abs(X) ** power) / np.sum(np.abs(N) ** power))
+
+
+def _segmental(clean, noisy, frame, clip=True, db=10):  # segmental SNR, or a classic mistake
+    n = len(clean) // frame
+    c, e = clean[:n * frame].reshape(n, frame), (noisy - clean)[:n * frame].reshape(n, frame)
+    snr = db * np.log10(np.sum(c ** 2, 1) / np.sum(e ** 2, 1))
+    return float(np.mean(np.clip(snr, -10, 35) if clip else snr))
+
+
+def _c50(h, sr, start=None, ms=50, over="late"):  # C50, or a classic mistake
+    d = int(np.argmax(np.abs(h))) if start is None else start
+    j = d + int(round(ms / 1000 * sr))
+    e = np.square(h)
+    return 10 * np.log10(e[d:j].sum() / (e[j:].sum() if over == "late" else e[d:].sum()))
 
 
 def _wrong_target_zone(t, f, cfg):  # no frequency limit on the zone
@@ -144,18 +179,42 @@ def _wrong_target_zone(t, f, cfg):  # no frequency limit on the zone
     return tuple(np.array(c) for c in zip(*out))
 
 
-def _wrong_nt_xent(z1, z2, tau):  # one direction only: the clean windows as anchors
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    return F.cross_entropy(z1 @ z2.T / tau, torch.arange(len(z1)))
+def _square(S, ph, pw, time_first=False, frame_major=False):  # ViT-style patches, or a classic mistake
+    B, M, F_ = S.shape
+    nf, nt = M // ph, F_ // pw
+    X = S[:, :nf * ph, :nt * pw].reshape(B, nf, ph, nt, pw)
+    order = (0, 3, 1) if time_first else (0, 1, 3)
+    return X.transpose(*order, *((4, 2) if frame_major else (2, 4))).reshape(B, nf * nt, ph * pw)
 
 
-def _wrong_sinkhorn(a, b, C, eps, n_iter):  # eps upside down in the kernel
-    K = np.exp(-C * eps)
-    u = np.ones_like(a)
+def _rollout(maps, residual=True, reverse=False, halve=True):  # attention rollout, or a classic mistake
+    R = np.eye(maps.shape[-1])
+    for A in np.asarray(maps).mean(axis=1):
+        A = (A + np.eye(len(A))) * (0.5 if halve else 1.0) if residual else A
+        R = R @ A if reverse else A @ R
+    return R
+
+
+def _nt_xent_grad(S, tau, self_in=False, positive=True):  # d NT-Xent / d S, or a classic mistake
+    n = S.shape[0]
+    logits = S / tau if self_in else (S / tau).masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
+    G = torch.softmax(logits, dim=1)
+    if positive:
+        G[torch.arange(n), (torch.arange(n) + n // 2) % n] -= 1.0
+    return G / (n * tau)
+
+
+def _factored(Lo, Hi, n_iter, rows_first=False, with_u=True, row_mass=None):  # factorised Sinkhorn, or a mistake
+    B, n = Lo.shape[0], Lo.shape[1] * Hi.shape[1]
+    u, W = torch.ones(B, dtype=Lo.dtype), torch.ones(Hi.shape[1], Lo.shape[1], dtype=Lo.dtype)
+    a = 1.0 / B if row_mass is None else row_mass
     for _ in range(n_iter):
-        v = b / (K.T @ u)
-        u = a / (K @ v)
-    return u[:, None] * K * v[None, :]
+        if rows_first:
+            u = a / (Hi * (Lo @ W.T)).sum(1)
+        W = (1.0 / n) / (Hi.T @ ((u[:, None] if with_u else 1.0) * Lo))
+        if not rows_first:
+            u = a / (Hi * (Lo @ W.T)).sum(1)
+    return u, W
 
 
 def _wrong_balanced_plan(logits, eps, n_iter):  # the bits of code j read most significant first
@@ -163,8 +222,8 @@ def _wrong_balanced_plan(logits, eps, n_iter):  # the bits of code j read most s
     j = np.arange(2 ** K)
     V = 2.0 * ((j[:, None] >> np.arange(K)[::-1]) & 1) - 1.0
     C = -np.tanh(logits) @ V.T / K
-    return _lesson("nb06_optimal_transport").solution_sinkhorn(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps,
-                                                                n_iter)
+    return _lesson("nb06_optimal_transport")._sinkhorn_log(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps,
+                                                            n_iter)
 
 
 def _wrong_probes(logits, n_probes):  # single-bit flips only, least confident first
@@ -197,34 +256,25 @@ WRONG = {  # checker: (lesson module, a classic wrong answer)
     "check_stft_frames": ("nb01_audio_and_spectrograms", lambda T, n_fft, hop, center: 1 + (T - n_fft) // hop),
     "check_log_mel": ("nb01_audio_and_spectrograms",
                       lambda x, cfg: _lesson("nb01_audio_and_spectrograms").solution_log_mel(x, cfg) / math.log(10)),
-    "check_snr_db": ("nb02_distortions",
-                     lambda c, y: 20 * np.log10(np.mean(c ** 2) / np.mean((y - c) ** 2))),
-    "check_add_noise": ("nb02_distortions",
-                        lambda x, n, snr: x + np.sqrt(np.mean(x ** 2) / np.mean(n ** 2)) * 10 ** (-snr / 10) * n),
-    "check_rt60": ("nb02_distortions", _wrong_rt60),
+    "check_band_snr": ("nb02_distortions", lambda c, y, sr, lo, hi: _band_snr(c, y, sr, lo, hi, power=1)),
+    "check_segmental_snr": ("nb02_distortions", lambda c, y, frame: _segmental(c, y, frame, clip=False)),
+    "check_c50": ("nb02_distortions", lambda h, sr: _c50(h, sr, start=0)),
     "check_pack_hash": ("nb03_landmarks", lambda f1, df, dt: (f1 << 12) | (df << 6) | dt),
     "check_offset_histogram": ("nb03_landmarks", lambda qh, qt, dh, dt: _lesson("nb03_landmarks")
                                .solution_best_offset(qh, -qt, dh, -dt)),
     "check_target_zone": ("nb03_landmarks", _wrong_target_zone),
-    "check_patchify": ("nb04_patch_transformer",
-                       lambda S, P: S[:, :, :S.shape[2] // P * P].reshape(S.shape[0], S.shape[2] // P, -1)),
-    "check_attention": ("nb04_patch_transformer",
-                        lambda Q, K, V: (torch.softmax(Q @ K.transpose(-2, -1), -1) @ V,
-                                         torch.softmax(Q @ K.transpose(-2, -1), -1))),
-    "check_positional_encoding": ("nb04_patch_transformer", lambda N, D: _lesson("nb04_patch_transformer")
-                                  .solution_positional_encoding(N, D)[:, np.arange(D) ^ 1]),
-    "check_nt_xent": ("nb05_contrastive_learning", _wrong_nt_xent),
+    "check_square_patches": ("nb04_patch_transformer", lambda S, ph, pw: _square(S, ph, pw, time_first=True)),
+    "check_rollout": ("nb04_patch_transformer", lambda maps: _rollout(maps, residual=False)),
+    "check_shift_matrix": ("nb04_patch_transformer",
+                           lambda k, D: _lesson("nb04_patch_transformer").solution_shift_matrix(k, D).T),
+    "check_nt_xent_grad": ("nb05_contrastive_learning", lambda S, tau: _nt_xent_grad(S, tau) * tau),
     "check_top1": ("nb05_contrastive_learning",
                    lambda q, r, truth: float(((np.asarray(q) @ np.asarray(r).T).argmax(1) == truth).mean())),
-    "check_sinkhorn": ("nb06_optimal_transport", _wrong_sinkhorn),
+    "check_factored_sinkhorn": ("nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, with_u=False)),
     "check_balanced_assignment": ("nb06_optimal_transport", _wrong_balanced_plan),
-    "check_bucket_entropy": ("nb07_balanced_hashing", lambda codes, K: _lesson("nb07_balanced_hashing")
-                             .solution_bucket_entropy(codes, K) * math.log(2) * math.log2(min(len(codes), 2 ** K))),
-    "check_pack_codes": ("nb07_balanced_hashing",
-                         lambda l: ((l > 0).astype(np.uint64) << np.arange(l.shape[1], dtype=np.uint64)[::-1])
-                         .sum(axis=1, dtype=np.uint64)),
-    "check_expected_candidates": ("nb07_balanced_hashing",
-                                  lambda codes: float(np.unique(codes, return_counts=True)[1].mean())),
+    "check_hamming": ("nb07_balanced_hashing", lambda c1, c2, K: c1 ^ c2),
+    "check_lsh_collision": ("nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, union=True)),
+    "check_radius1_candidates": ("nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, add=True)),
     "check_bucket_lookup": ("nb08_search", lambda cs, code: (int(np.searchsorted(cs, code, "left")),
                                                              int(np.searchsorted(cs, code, "right")) - 1)),
     "check_probe_order": ("nb08_search", _wrong_probes),
@@ -235,6 +285,76 @@ WRONG = {  # checker: (lesson module, a classic wrong answer)
     "check_excerpt": ("nb10_your_own_audio", lambda x, start_s, length_s, sr: x[int(start_s * sr):
                                                                                  int(start_s * sr) + int(length_s * sr)]),
 }
+
+
+MISTAKES = [  # (checker, lesson module, a classic wrong answer, words the explanation must contain)
+    ("check_band_snr", "nb02_distortions", lambda c, y, sr, lo, hi: _band_snr(c, y, sr, lo, hi, power=1),
+     "magnitudes"),
+    ("check_band_snr", "nb02_distortions", lambda c, y, sr, lo, hi: _band_snr(c, y, sr, lo, hi, noise=False),
+     "noisy mix"),
+    ("check_band_snr", "nb02_distortions", lambda c, y, sr, lo, hi: _band_snr(c, y, sr, 0, sr / 2),
+     "whole signal"),
+    ("check_band_snr", "nb02_distortions", lambda c, y, sr, lo, hi: _band_snr(c, y, 8000, lo, hi), "fixed at 8000"),
+    ("check_segmental_snr", "nb02_distortions", lambda c, y, frame: _segmental(c, y, frame, clip=False),
+     "not clipped"),
+    ("check_segmental_snr", "nb02_distortions", lambda c, y, frame: _segmental(c, y, frame, db=20), "20 log10"),
+    ("check_segmental_snr", "nb02_distortions",
+     lambda c, y, frame: 10 * np.log10(np.mean(c ** 2) / np.mean((y - c) ** 2)), "global SNR"),
+    ("check_c50", "nb02_distortions", lambda h, sr: _c50(h, sr, start=0), "from sample 0"),
+    ("check_c50", "nb02_distortions", lambda h, sr: _c50(h, sr, start=int(np.argmax(h))), "argmax |h|"),
+    ("check_c50", "nb02_distortions", lambda h, sr: _c50(h, sr, over="total"), "D50"),
+    ("check_c50", "nb02_distortions", lambda h, sr: _c50(h, sr, ms=50000 / sr), "50 samples"),
+    ("check_square_patches", "nb04_patch_transformer", lambda S, ph, pw: _square(S, ph, pw, time_first=True),
+     "time block first"),
+    ("check_square_patches", "nb04_patch_transformer", lambda S, ph, pw: _square(S, ph, pw, frame_major=True),
+     "frame by frame"),
+    ("check_square_patches", "nb04_patch_transformer", lambda S, ph, pw: _square(S, pw, ph), "pw bands by ph frames"),
+    ("check_rollout", "nb04_patch_transformer", lambda maps: _rollout(maps, reverse=True), "wrong order"),
+    ("check_rollout", "nb04_patch_transformer", lambda maps: _rollout(maps, residual=False), "no residual"),
+    ("check_rollout", "nb04_patch_transformer", lambda maps: _rollout(maps, halve=False), "not halved"),
+    ("check_shift_matrix", "nb04_patch_transformer",
+     lambda k, D: _lesson("nb04_patch_transformer").solution_shift_matrix(k, D).T, "shifts by -k"),
+    ("check_shift_matrix", "nb04_patch_transformer", lambda k, D: np.eye(D), "differs from PE[p + k]"),
+    ("check_nt_xent_grad", "nb05_contrastive_learning", lambda S, tau: _nt_xent_grad(S, tau) * tau, "1/tau"),
+    ("check_nt_xent_grad", "nb05_contrastive_learning", lambda S, tau: _nt_xent_grad(S, tau) * len(S), "1/(2B)"),
+    ("check_nt_xent_grad", "nb05_contrastive_learning", lambda S, tau: _nt_xent_grad(S, tau, self_in=True),
+     "diagonal is in the softmax"),
+    ("check_nt_xent_grad", "nb05_contrastive_learning", lambda S, tau: _nt_xent_grad(S, tau, positive=False),
+     "-1 is missing"),
+    ("check_nt_xent_grad", "nb05_contrastive_learning", lambda S, tau: _nt_xent_grad(S, tau).T, "transposed"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, with_u=False),
+     "u is left out"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, rows_first=True),
+     "rows are updated first"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, row_mass=1.0),
+     "not 1/B"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Hi, Lo, n), "halves"),
+    ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n + 1),
+     "iterations: run n_iter"),
+    ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: c1 ^ c2, "XOR itself"),
+    ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: _hamming(c1, c2, K, op="or"), "(OR)"),
+    ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: _hamming(c1, c2, K, low=8), "lowest 8 bits"),
+    ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: K - _hamming(c1, c2, K), "AGREE"),
+    ("check_lsh_collision", "nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, union=True),
+     "union bound"),
+    ("check_lsh_collision", "nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, clip=False), "clip"),
+    ("check_lsh_collision", "nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, angle=False),
+     "cosine is used as the angle"),
+    ("check_lsh_collision", "nb07_balanced_hashing", lambda cos, K, L: _collision(cos, 1, L), "no power K"),
+    ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, add=True), "XOR"),
+    ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, own=False),
+     "own bucket is left out"),
+    ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, 0), "one probe"),
+]
+
+
+@pytest.mark.parametrize("name,module,wrong,words", MISTAKES,
+                         ids=[f"{m[0]}-{i}" for i, m in enumerate(MISTAKES)])
+def test_the_checker_names_the_mistake(name, module, wrong, words):
+    check = getattr(_lesson(module), name)
+    with pytest.raises(ExerciseError) as err, contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
+        check(wrong)
+    assert words in str(err.value), f"{name}: {err.value}"
 
 
 def all_checkers():

@@ -3,10 +3,12 @@
 Noise at an exact signal-to-noise ratio, room impulse responses and their RT60, reverb aligned on the direct
 path, and time offsets (the distortion chain of Chang et al. 2021 and Singh et al. 2023). Figures: the noise
 spectra (Welch), an impulse response with its Schroeder decay curve, and the (GCC-PHAT) cross-correlation.
-Exercises: measuring an SNR, adding noise at one, and Schroeder's RT60, each against `minihash.distort`.
+Exercises: what one SNR number hides, the SNR in the front end's band and frame by frame (segmental), and a
+room's clarity C50, against `minihash.distort.snr_db`, an explicit loop and Schroeder's integral.
 
-References: M. R. Schroeder, JASA 37(3), 1965; ISO 3382-1:2009 (T20); C. Knapp, G. Carter, IEEE TASSP 24(4),
-1976 (GCC-PHAT); P. Welch, IEEE Trans. Audio Electroacoustics 15(2), 1967.
+References: M. R. Schroeder, JASA 37(3), 1965; ISO 3382-1:2009 (T20, C50); C. Knapp, G. Carter, IEEE TASSP
+24(4), 1976 (GCC-PHAT); P. Welch, IEEE Trans. Audio Electroacoustics 15(2), 1967; J. H. L. Hansen, B. Pellom,
+ICSLP 1998 (segmental SNR).
 """
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ import numpy as np
 import torch
 from scipy import signal
 
-from ..distort import add_noise, rt60_schroeder, snr_db, synth_rir
-from .common import ExerciseError, _as_float_array, _audio_np, _close, _fig_ax, _ok, checker, exercise_decorator, passed
+from ..distort import snr_db, synth_rir
+from .common import ExerciseError, _as_float_array, _audio_np, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb00_overview import plot_spectrogram
 
-__all__ = ["ExerciseError", "plot_spectrogram", "plot_rir_decay", "plot_noise_spectra", "plot_xcorr", "check_snr_db",
-           "check_add_noise", "check_rt60",
-           "exercise", "passed", "solution_snr_db", "solution_add_noise", "solution_rt60"]
+__all__ = ["ExerciseError", "plot_spectrogram", "plot_rir_decay", "plot_noise_spectra", "plot_xcorr", "check_band_snr",
+           "check_segmental_snr", "check_c50",
+           "exercise", "passed", "solution_band_snr_db", "solution_segmental_snr_db", "solution_c50"]
 
 exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
@@ -161,223 +163,226 @@ def plot_xcorr(x, y, sr, max_lag_s=0.05, phat=False, ax=None, figsize=(8, 2.5), 
 
 # ---- exercises
 
-def _snr_cases(seed: int = 0):
-    """Clean and noise signals of varied powers (independently varied, so errors can be told apart)."""
+def _scalar(x, what: str) -> float:
+    got = _as_float_array(x, what)
+    if got.size != 1:
+        raise ExerciseError(f"{what} should be one number, got shape {got.shape}")
+    return float(got)
+
+
+def _named_mistake(got: float, want: float, variants, tol: float) -> str | None:
+    """The explanation of the first (value, why) variant within `tol` of `got` (and not of `want`)."""
+    for value, why in variants:
+        if np.isfinite(value) and abs(got - value) <= tol and abs(value - want) > tol:
+            return why
+    return None
+
+
+def _band_pass(x: np.ndarray, sr: int, f_lo: float, f_hi: float) -> np.ndarray:
+    """`x` through an ideal band-pass filter: the rfft bins outside f_lo <= f <= f_hi set to zero."""
+    f = np.fft.rfftfreq(len(x), 1 / sr)
+    return np.fft.irfft(np.fft.rfft(x) * ((f >= f_lo) & (f <= f_hi)), len(x))
+
+
+def _band_cases(seed: int = 2):
+    """(clean, noisy, sr, f_lo, f_hi): tones in and out of the band, noises with most power low or high."""
     rng = np.random.default_rng(seed)
-    T = 4000
-    t = np.arange(T) / 8000
-    x0 = np.sin(2 * np.pi * 330 * t) + 0.5 * np.sin(2 * np.pi * 1100 * t + 1) + 0.1 * rng.standard_normal(T)
-    n0 = rng.standard_normal(T)
-    x0, n0 = x0 / np.sqrt(np.mean(x0 ** 2)), n0 / np.sqrt(np.mean(n0 ** 2))  # unit power
     cases = []
-    for i, (gx_db, gn_db, snr) in enumerate([(0, 0, 10.0), (-20, 0, 0.0), (0, -20, 5.0), (-10, 6, 20.0),
-                                             (-26, -14, -5.0), (3, -30, 15.0), (-6, -6, 3.0), (-15, 10, 12.0)]):
-        x = 10 ** (gx_db / 20) * x0
-        n = 10 ** (gn_db / 20) * np.roll(n0, 97 * i)
-        cases.append((x, n, snr, float(gx_db), float(gn_db)))  # powers in dB are gx_db and gn_db
+    for sr, T, (f_lo, f_hi), tilt in ((8000, 6000, (310.0, 3390.0), -1), (8000, 5000, (510.0, 2030.0), 1),
+                                      (16000, 9000, (95.0, 6030.0), -1), (8000, 6000, (0.0, 4000.0), 1)):
+        t = np.arange(T) / sr
+        x = sum(a * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for a, f in ((1.0, 110), (0.5, 440), (0.3, 1250),
+                                                                               (0.2, 3000)))
+        w = np.fft.rfft(rng.standard_normal(T))
+        f = np.fft.rfftfreq(T, 1 / sr)
+        n = np.fft.irfft(w * (1 + f / 500.0) ** (tilt * 1.0), T)  # most power low (tilt -1) or high (+1)
+        n *= 0.3 * np.sqrt(np.mean(x ** 2) / np.mean(n ** 2))
+        cases.append((x, x + n, sr, f_lo, f_hi))
     return cases
 
 
 @checker
-def check_snr_db(your_fn) -> None:
-    """Check an SNR measurement `your_fn(clean, noisy) -> dB` against `minihash.distort.snr_db`.
+def check_band_snr(your_fn) -> None:
+    """Check `your_fn(clean, noisy, sr, f_lo, f_hi) -> dB`: the SNR counting only f_lo <= f <= f_hi.
 
-    Recognises 20 log10 of powers, 10 log10 of amplitudes, the ratio upside down, and the
-    noisy mix used where the noise (noisy - clean) is meant.
+    The reference passes clean and noise (noisy - clean) through an ideal band-pass filter (rfft bins outside
+    the band set to zero) and takes `minihash.distort.snr_db` of what is left; the power sums of the rfft bins
+    in the band (Parseval) give the same number. Names the band ignored, magnitudes for powers, 20 log10,
+    the noisy mix for the noise and the band's edges taken as bin indices.
 
     Notebook: 02_distortions.ipynb
     """
-    for x, n, snr, _, _ in _snr_cases():
-        y = x + n
-        want = float(snr_db(x, y))
-        got_a = _as_float_array(your_fn(x.copy(), y.copy()), "snr_db(clean, noisy)")
-        if got_a.size != 1:
-            raise ExerciseError(f"snr_db(clean, noisy) should be one number for 1-d signals, got shape {got_a.shape}")
-        got = float(got_a)
-        if abs(got - want) < 1e-3:
+    for x, y, sr, f_lo, f_hi in _band_cases():
+        want = float(snr_db(_band_pass(x, sr, f_lo, f_hi), _band_pass(y, sr, f_lo, f_hi)))
+        got = _scalar(your_fn(x.copy(), y.copy(), sr, f_lo, f_hi), "band_snr_db(clean, noisy, sr, f_lo, f_hi)")
+        if abs(got - want) <= 0.01:
             continue
-        where = f"snr_db: got {got:.4g} dB, expected {want:.4g} dB"
-        px, pn, py = np.mean(x ** 2), np.mean(n ** 2), np.mean(y ** 2)
-        if abs(want) > 0.5 and abs(got - 2 * want) < 1e-3:
-            raise ExerciseError(f"{where} (twice): 20 log10 is for amplitude (RMS) ratios; the SNR is a power "
-                                "ratio: 10 log10(P_clean / P_noise)")
-        if abs(want) > 0.5 and abs(got - want / 2) < 1e-3:
-            raise ExerciseError(f"{where} (half): 10 log10 of an amplitude (RMS) ratio; use powers (mean squares) "
-                                "with 10 log10, or RMS with 20 log10")
-        if abs(want) > 0.5 and abs(got + want) < 1e-3:
-            raise ExerciseError(f"{where} (opposite sign): signal over noise, P_clean / P_noise, not the reverse")
-        if abs(got - 10 * np.log10(px / py)) < 1e-3:
-            raise ExerciseError(f"{where}: you divided by the power of the noisy mix; the noise is noisy - clean")
-        if abs(got - 10 * np.log10(py / pn)) < 1e-3:
-            raise ExerciseError(f"{where}: the numerator is the clean signal's power, not the mix's")
-        raise ExerciseError(where)
-    _ok("snr_db")
+        where = f"band {f_lo:g}-{f_hi:g} Hz at {sr} Hz: got {got:.4g} dB, expected {want:.4g} dB"
+        if not np.isfinite(got):
+            raise ExerciseError(f"{where}: not a finite number: did any bin fall in the band? The bins' frequencies "
+                                "in Hz are np.fft.rfftfreq(len(clean), 1 / sr)")
+        f = np.fft.rfftfreq(len(x), 1 / sr)
+        X, N, Y = np.fft.rfft(x), np.fft.rfft(y - x), np.fft.rfft(y)
+        band, k = (f >= f_lo) & (f <= f_hi), np.arange(len(f))
+        by_index = (k >= f_lo) & (k <= f_hi)
+        sums = lambda A, m, p=2: float(np.sum(np.abs(A[m]) ** p))
+        why = _named_mistake(got, want, [
+            (float(snr_db(x, y)), "that is the SNR of the whole signal: keep only the rfft bins with f_lo <= f <= "
+             "f_hi (np.fft.rfftfreq(len(clean), 1 / sr) gives their frequencies)"),
+            (10 * np.log10(sums(X, band, 1) / sums(N, band, 1)), "you summed magnitudes |X|: power is the squared "
+             "magnitude, |X|^2"),
+            (2 * want, "20 log10 of a power ratio (twice the answer): powers take 10 log10"),
+            (10 * np.log10(sums(X, band) / sums(Y, band)), "the denominator is the noisy mix: the noise is "
+             "noisy - clean"),
+            (10 * np.log10(sums(X, by_index) / sums(N, by_index)) if by_index.any() else np.nan,
+             "f_lo and f_hi were used as bin indices: they are in Hz; bin k is at k * sr / len(clean) Hz"),
+            (float(snr_db(_band_pass(x, 8000, f_lo, f_hi), _band_pass(y, 8000, f_lo, f_hi))), "the sample rate is "
+             "fixed at 8000: the bins' frequencies are np.fft.rfftfreq(len(clean), 1 / sr)"),
+        ], tol=0.01)
+        raise ExerciseError(f"{where}: {why}" if why else f"{where}: SNR = 10 log10(sum of |X|^2 / sum of |N|^2) "
+                            "over the rfft bins in the band, N = rfft(noisy - clean)")
+    _ok("band_snr_db")
+
+
+def _seg_cases(seed: int = 3):
+    """(clean, noisy, frame): music-like signals with near-silent stretches, steady and bursty noise."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for T, frame, bursty in ((4000, 160, False), (3333, 200, True), (5000, 256, False)):
+        t = np.arange(T) / 8000
+        env = np.where((t % 0.25) < 0.18, 1.0, 1e-4)  # notes and near-silent gaps
+        x = env * np.sin(2 * np.pi * 330 * t) * rng.uniform(0.5, 2.0)
+        n = 0.2 * rng.standard_normal(T) * (rng.random(T) < 0.02 if bursty else 1.0)  # clicks or hiss
+        cases.append((x, x + n, frame))
+    return cases
+
+
+def _segmental_reference(x, y, frame, lo=-10.0, hi=35.0, keep_tail=False, db=10.0):
+    """Segmental SNR by an explicit loop over frames (the variants name the usual mistakes)."""
+    out, start = [], 0
+    while start + (1 if keep_tail else frame) <= len(x):
+        c, e = x[start:start + frame], (y - x)[start:start + frame]
+        out.append(min(hi, max(lo, db * np.log10(np.sum(c ** 2) / np.sum(e ** 2)))))
+        start += frame
+    return float(np.mean(out))
 
 
 @checker
-def check_add_noise(your_fn) -> None:
-    """Check `your_fn(x, noise, snr_db) -> y` adds noise at exactly the SNR asked, measured on `x`.
+def check_segmental_snr(your_fn) -> None:
+    """Check `your_fn(clean, noisy, frame) -> dB`: the segmental SNR.
 
-    Fits the measured-minus-asked SNR over cases where the SNR, the signal power and the
-    noise power vary independently, so the kind of mistake can be named: amplitude vs
-    power (factor 2 in dB), the wrong sign, the signal's and noise's powers swapped (SNR
-    measured on the noise), a missing square root, a power ignored, the signal rescaled.
+    The signals are cut into non-overlapping frames of `frame` samples (a shorter last piece is dropped);
+    each frame's SNR in dB is clipped to [-10, 35] dB and the frame SNRs are averaged (Hansen and Pellom
+    1998). Checked against an explicit loop over frames; names the global SNR, a missing clip, 20 log10,
+    the short last frame kept, and the ratios averaged before the log.
 
     Notebook: 02_distortions.ipynb
     """
-    rows, errs, cases = [], [], _snr_cases(1)
-    for x, n, snr, px_db, pn_db in cases:
-        y = _as_float_array(your_fn(x.copy(), n.copy(), snr), "add_noise(x, noise, snr_db)")
-        if y.shape != x.shape:
-            raise ExerciseError(f"add_noise: expected the shape of x, {x.shape}, got {y.shape}")
-        if not np.all(np.isfinite(y)):
-            raise ExerciseError("add_noise returned NaN or Inf")
-        # y should be x + g n: solve y = a x + g n in the least-squares sense
-        (a, g), *_ = np.linalg.lstsq(np.stack([x, n], 1), y, rcond=None)
-        if np.abs(a * x + g * n - y).max() > 1e-6 * (np.abs(y).max() + 1e-12):
-            raise ExerciseError("add_noise: the output is not the clean signal plus a multiple of the noise "
-                                "(did you crop, shift or filter something?)")
-        if abs(a - 1) > 1e-6:
-            raise ExerciseError(f"add_noise: the clean signal came out multiplied by {a:.4g}: scale the noise, not "
-                                "the music (the query must keep the reference's level; the SNR is measured on x)")
-        if g == 0:
-            raise ExerciseError("add_noise: no noise was added")
-        measured = 10 * np.log10(np.mean(x ** 2) / np.mean((g * n) ** 2))
-        rows.append([snr, px_db, pn_db, 1.0])
-        errs.append(measured - snr)
-    errs = np.array(errs)
-    if np.abs(errs).max() < 1e-3:
-        for x, n, snr, _, _ in cases[:3]:  # and it equals the package's
-            want = add_noise(torch.from_numpy(x), torch.from_numpy(n), snr).numpy()
-            _close(your_fn(x.copy(), n.copy(), snr), want, f"add_noise at {snr} dB vs minihash.distort.add_noise",
-                   rtol=1e-5, atol=1e-7)
-        _ok("add_noise")
-        return
-    # measured - asked = c_snr * snr + c_x * P_x(dB) + c_n * P_noise(dB) + c0
-    coef, *_ = np.linalg.lstsq(np.array(rows), errs, rcond=None)
-    fits = np.abs(np.array(rows) @ coef - errs).max() < 1e-2
-    c = np.round(coef[:3] * 2) / 2 if fits else None
-    worst = int(np.argmax(np.abs(errs)))
-    example = (f"(asked {cases[worst][2]:g} dB, measured {cases[worst][2] + errs[worst]:.2f} dB with P_x = "
-               f"{cases[worst][3]:g} dB and P_noise = {cases[worst][4]:g} dB)")
-    known = {
-        (1, 0, 0): "the SNR comes out twice the one asked: amplitude and power mixed up. The noise amplitude gain "
-                   "is 10^(-snr/20) (its power gain 10^(-snr/10)); you used the power factor on the amplitude",
-        (-0.5, 0, 0): "the SNR comes out half the one asked: amplitude and power mixed up (10^(-snr/40)?). The "
-                      "amplitude gain is sqrt(P_x / (P_noise 10^(snr/10)))",
-        (-2, 0, 0): "wrong sign: a higher SNR must mean quieter noise; the gain is 10^(-snr/20), not 10^(+snr/20)",
-        (0, 2, -2): "the SNR is measured on the noise instead of the signal: P_x and P_noise are swapped in the "
-                    "gain. It is g = sqrt(P_x / (P_noise 10^(snr/10)))",
-        (0, -1, 1): "missing square root: P_x / P_noise is a power ratio, the gain on the noise samples is its "
-                    "square root",
-        (0, 0, -1): "the noise's own power is ignored (right only for unit-power noise): divide by P_noise",
-        (0, 1, 0): "the signal's power is ignored: the SNR is measured on x, so the noise level must follow P_x",
-        (0, 1, -1): "the noise is scaled to a fixed level, ignoring both powers: the gain must depend on P_x / P_noise",
-    }
-    if c is not None and abs(coef[3]) < 1e-2 and tuple(float(v) for v in c) in known:
-        raise ExerciseError(f"add_noise: {known[tuple(float(v) for v in c)]} {example}")
-    if c is not None:
-        raise ExerciseError(f"add_noise: the SNR error is {coef[0]:+.3g} x snr {coef[1]:+.3g} x P_x(dB) "
-                            f"{coef[2]:+.3g} x P_noise(dB) {coef[3]:+.3g} dB; it should be 0 {example}")
-    raise ExerciseError(f"add_noise: wrong SNR {example}")
+    for x, y, frame in _seg_cases():
+        want = _segmental_reference(x, y, frame)
+        with np.errstate(all="ignore"):
+            got = _scalar(your_fn(x.copy(), y.copy(), frame), "segmental_snr_db(clean, noisy, frame)")
+        if abs(got - want) <= 1e-6 * max(1.0, abs(want)):
+            continue
+        where = f"{len(x)} samples, frames of {frame}: got {got:.5g} dB, expected {want:.5g} dB"
+        n = len(x) // frame
+        c, e = x[:n * frame].reshape(n, frame), (y - x)[:n * frame].reshape(n, frame)
+        ratio = np.sum(c ** 2, 1) / np.sum(e ** 2, 1)
+        why = _named_mistake(got, want, [
+            (float(snr_db(x, y)), "that is the global SNR of the whole signal: compute one SNR per frame, then "
+             "average the frames' dB values"),
+            (_segmental_reference(x, y, frame, lo=-np.inf, hi=np.inf), "the frame SNRs are not clipped: near-silent "
+             "frames reach -60 dB and dominate the mean; np.clip each frame's dB to [-10, 35] before averaging"),
+            (_segmental_reference(x, y, frame, db=20.0), "20 log10 of power ratios: powers take 10 log10"),
+            (_segmental_reference(x, y, frame, keep_tail=True), f"the last, shorter piece ({len(x) % frame} samples) "
+             "is kept as a frame: drop it (use len(clean) // frame whole frames)"),
+            (float(np.clip(10 * np.log10(np.mean(ratio)), -10, 35)), "the power ratios are averaged before the "
+             "log: average the frames' SNRs in dB, each clipped to [-10, 35]"),
+        ], tol=1e-6 * max(1.0, abs(want)))
+        raise ExerciseError(f"{where}: {why}" if why else f"{where}: per frame 10 log10(sum clean^2 / sum "
+                            "noise^2), clipped to [-10, 35] dB, then the mean over the whole frames")
+    _ok("segmental_snr_db")
 
 
-def _schroeder_variants(h: np.ndarray, sr: int) -> dict:
-    """RT60 computed in several wrong ways, to name the learner's mistake."""
-    e = np.square(h)
-
-    def fit(curve_db, hi, lo, t0=None):
-        i = 0 if t0 is not None else int(np.argmax(curve_db <= hi))
-        j = int(np.argmax(curve_db <= lo)) if curve_db.min() <= lo else len(curve_db) - 1
-        if j <= i:
-            return np.nan
-        t = np.arange(i, j + 1) / sr
-        return float(-60.0 / np.polyfit(t, curve_db[i:j + 1], 1)[0])
-
-    edc = np.cumsum(e[::-1])[::-1]
-    edc_db = 10 * np.log10(np.maximum(edc / edc[0], 1e-300))
-    raw_db = 10 * np.log10(np.maximum(e / e.max(), 1e-300))
-    fwd = np.cumsum(e)
-    fwd_db = 10 * np.log10(np.maximum(fwd / fwd[-1], 1e-300))
-    ok = edc_db > -200
-    t = np.arange(len(h)) / sr
-    out = {
-        "no backward integration: the line is fitted to 10 log10 h(t)^2 itself, so the -25 dB point is the first "
-        "near-zero sample of the noisy tail": fit(raw_db, -5, -25),
-        "forward integration (cumsum from the start): Schroeder's curve is the energy still to come, "
-        "integrated from the end backwards": fit(fwd_db, -5, -25),
-        "fit from 0 dB, including the direct path's drop; start at -5 dB": fit(edc_db, 0, -25, t0=0),
-        "fit over the whole curve, down to the truncation at the end where the EDC plunges; stop at -25 dB":
-            float(-60.0 / np.polyfit(t[ok], edc_db[ok], 1)[0]),
-        "early decay time (0 to -10 dB) instead of T20 (-5 to -25 dB)": fit(edc_db, 0, -10, t0=0),
-        "T30 (a fit from -5 to -35 dB): a valid estimate too, but this exercise, like minihash, uses T20 "
-        "(-5 to -25 dB)": fit(edc_db, -5, -35),
-    }
+def _c50_cases():
+    """(h, sr): synthetic rooms with a flight delay before the direct path, one of them polarity-inverted."""
+    out = []
+    for k, (rt, sr, delay_s, sign) in enumerate([(0.3, 8000, 0.01, 1), (0.8, 8000, 0.03, -1), (0.5, 16000, 0.02, 1),
+                                                (1.2, 8000, 0.0, 1)]):
+        h = synth_rir(rt, sr=sr, generator=torch.Generator().manual_seed(200 + k)).numpy().astype(np.float64)
+        out.append((sign * np.concatenate([np.zeros(int(delay_s * sr)), h]), sr))
     return out
 
 
-@checker
-def check_rt60(your_fn) -> None:
-    """Check a Schroeder RT60 estimator `your_fn(h, sr) -> seconds` against `minihash.distort.rt60_schroeder`.
+def _c50_from_edc(h: np.ndarray, sr: int, start=None, n50=None, early_over="late", p=2, db=10.0) -> float:
+    """C50 from the Schroeder curve: early = EDC(d) - EDC(d + 50 ms), late = EDC(d + 50 ms) (and variants)."""
+    e = np.abs(h) ** p
+    edc = np.cumsum(e[::-1])[::-1]  # energy still to come
+    d = int(np.argmax(np.abs(h))) if start is None else start
+    j = d + (int(round(0.05 * sr)) if n50 is None else n50)
+    early, late = edc[d] - edc[j], edc[j]
+    return float(db * np.log10(early / (late if early_over == "late" else edc[d])))
 
-    Runs on synthetic impulse responses of several reverberation times (and two sample
-    rates). Names the mistake when it can: no backward integration, forward integration,
-    the wrong fit range, T20 not extrapolated to 60 dB, samples instead of seconds.
+
+@checker
+def check_c50(your_fn) -> None:
+    """Check `your_fn(h, sr) -> dB`: the clarity C50 of a room impulse response (ISO 3382-1).
+
+    C50 = 10 log10(early / late): the energy (sum of h^2) in the 50 ms from the direct path, d = argmax |h|,
+    against the energy after it. Checked against the same ratio read off Schroeder's backward integral on
+    synthetic rooms with a flight delay (one polarity-inverted, one at 16 kHz); names counting from sample
+    0, the direct path as argmax h, 50 samples for 50 ms, D50 (early over total), |h| for h^2, 20 log10.
 
     Notebook: 02_distortions.ipynb
     """
-    for k, (rt, sr) in enumerate([(0.3, 8000), (0.6, 8000), (0.9, 8000), (0.5, 16000)]):
-        h = synth_rir(rt, sr=sr, generator=torch.Generator().manual_seed(100 + k)).numpy().astype(np.float64)
-        want = rt60_schroeder(h, sr)
-        got_a = _as_float_array(your_fn(h.copy(), sr), "rt60(h, sr)")
-        if got_a.size != 1:
-            raise ExerciseError(f"rt60(h, sr) should be one number (seconds), got shape {got_a.shape}")
-        got = float(got_a)
-        if abs(got - want) <= 0.02 * want:
+    for h, sr in _c50_cases():
+        want = _c50_from_edc(h, sr)
+        got = _scalar(your_fn(h.copy(), sr), "c50(h, sr)")
+        if abs(got - want) <= 0.05:  # a sample more or less in the early part changes C50 by less
             continue
-        where = (f"rt60 of a synthetic RIR (RT60 {rt} s, sr {sr} Hz): got {got:.4g}, "
-                 f"minihash.distort.rt60_schroeder gives {want:.4g} s")
-        if not np.isfinite(got):
-            raise ExerciseError(f"{where}: not a finite number (log of 0? clip the EDC above 0 before the log)")
-        if got < 0:
-            raise ExerciseError(f"{where}: negative: your decay curve rises. Integrate the energy backwards, from "
-                                "the end: EDC(t) = sum of h^2 from t to the end; it falls from 0 dB")
-        for ratio, msg in ((1 / 3, "you returned the time of the 20 dB span (-5 to -25 dB); extrapolate the line to "
-                                   "a 60 dB decay: RT60 = -60 / slope"),
-                           (sr, "that is in samples: divide by the sample rate"),
-                           (sr / 8000, "the sample rate is hard-coded to 8000: use the `sr` argument")):
-            if ratio != 1 and abs(got - ratio * want) <= 0.02 * ratio * want:
-                raise ExerciseError(f"{where}: {msg}")
-        variants = _schroeder_variants(h, sr)
-        best = min(variants, key=lambda m: abs(variants[m] - got) if np.isfinite(variants[m]) else np.inf)
-        if np.isfinite(variants[best]) and abs(variants[best] - got) <= 0.03 * abs(variants[best]):
-            raise ExerciseError(f"{where}: it looks like {best}")
-        if got < 0.25 * want:
-            raise ExerciseError(f"{where}: far too short. Did you integrate backwards? Fitted to 10 log10 h(t)^2 "
-                                "itself, the -25 dB point is the first near-zero sample of the noisy tail, a few "
-                                "samples after the direct path. EDC(t) = sum of h^2 from t to the end")
-        raise ExerciseError(f"{where}: EDC(t) = 10 log10 of the backward-integrated energy, normalised to 0 dB at "
-                            "t = 0; fit a line between the first samples below -5 and -25 dB; RT60 = -60 / slope")
-    _ok("rt60")
+        where = f"a room with its direct path at sample {int(np.argmax(np.abs(h)))} ({sr} Hz): got {got:.4g} dB, " \
+                f"expected {want:.4g} dB"
+        why = _named_mistake(got, want, [
+            (_c50_from_edc(h, sr, start=0), "the 50 ms are counted from sample 0: count them from the direct path, "
+             "d = argmax |h| (the flight time before it is silence)"),
+            (_c50_from_edc(h, sr, start=int(np.argmax(h))), "the direct path is argmax h: this response's direct "
+             "path is negative (the loudspeaker's polarity), take argmax |h|"),
+            (_c50_from_edc(h, sr, n50=50), "50 samples are not 50 ms: the early part is round(0.05 * sr) samples"),
+            (_c50_from_edc(h, 8000), "the sample rate is fixed at 8000: use `sr` for the 50 ms"),
+            (_c50_from_edc(h, sr, early_over="total"), "that is D50 (early over ALL the energy): C50 divides by the "
+             "LATE energy, after the first 50 ms"),
+            (_c50_from_edc(h, sr, p=1), "you summed |h|: energy is the sum of h^2"),
+            (2 * want, "20 log10 of an energy ratio (twice the answer): energies take 10 log10"),
+            (-want, "the ratio is upside down: early over late"),
+        ], tol=0.05)
+        raise ExerciseError(f"{where}: {why}" if why else f"{where}: d = argmax |h|, n = round(0.05 sr); C50 = "
+                            "10 log10(sum h[d:d+n]^2 / sum h[d+n:]^2)")
+    _ok("c50")
 
 
 # ---- solutions: the notebook's exercises answered (`make test` runs it with them)
 
-def solution_snr_db(clean, noisy):
-    """Exercise 1: the SNR in dB of `noisy` against `clean`, a ratio of powers."""
-    return 10 * np.log10(np.mean(clean ** 2) / np.mean((noisy - clean) ** 2))
+def solution_band_snr_db(clean, noisy, sr, f_lo, f_hi):
+    """Exercise 1: the SNR in dB of what falls in f_lo <= f <= f_hi (Parseval on the rfft bins)."""
+    f = np.fft.rfftfreq(len(clean), 1 / sr)
+    band = (f >= f_lo) & (f <= f_hi)
+    X, N = np.fft.rfft(clean)[band], np.fft.rfft(noisy - clean)[band]
+    return 10 * np.log10(np.sum(np.abs(X) ** 2) / np.sum(np.abs(N) ** 2))
 
 
-def solution_add_noise(x, noise, snr_db):
-    """Exercise 2: x plus noise scaled to exactly snr_db, measured on x."""
-    g = np.sqrt(np.mean(x ** 2) / (np.mean(noise ** 2) * 10 ** (snr_db / 10)))
-    return x + g * noise
+def solution_segmental_snr_db(clean, noisy, frame):
+    """Exercise 2: the mean over whole frames of each frame's SNR, clipped to [-10, 35] dB."""
+    n = len(clean) // frame
+    c = clean[:n * frame].reshape(n, frame)  # (n, frame)
+    e = (noisy - clean)[:n * frame].reshape(n, frame)
+    with np.errstate(divide="ignore"):  # a silent frame: -inf or +inf dB, then clipped
+        snr = 10 * np.log10(np.sum(c ** 2, axis=1) / np.sum(e ** 2, axis=1))
+    return float(np.mean(np.clip(snr, -10, 35)))
 
 
-def solution_rt60(h, sr):
-    """Exercise 3: T20 by Schroeder's backward integration, extrapolated to 60 dB, in seconds."""
-    e = np.cumsum(np.square(h, dtype=np.float64)[::-1])[::-1]  # the energy still to come
-    d = 10 * np.log10(np.maximum(e / e[0], 1e-300))  # the EDC in dB, 0 at the start
-    i, j = np.argmax(d <= -5), np.argmax(d <= -25)
-    slope = np.polyfit(np.arange(i, j + 1) / sr, d[i: j + 1], 1)[0]  # dB per second
-    return -60.0 / slope
+def solution_c50(h, sr):
+    """Exercise 3: the clarity C50 in dB, the 50 ms counted from the direct path."""
+    d = int(np.argmax(np.abs(h)))
+    j = d + int(round(0.05 * sr))
+    e = np.square(h, dtype=np.float64)
+    return 10 * np.log10(e[d:j].sum() / e[j:].sum())

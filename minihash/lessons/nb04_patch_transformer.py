@@ -2,15 +2,16 @@
 
 Full-band 100 ms patches (Singh et al. 2023), positional encodings, scaled dot-product self-attention.
 Figures: the patch grid, positional encodings, attention matrices and the attention a patch receives, and
-a similarity matrix (of positions here; of embeddings in notebook 05). Exercises: cutting patches as
-`minihash.encoder.PatchEmbed` does, single-head attention, and the sinusoidal encoding of Vaswani et al.
+a similarity matrix (of positions here; of embeddings in notebook 05). Exercises: ViT-style square patches
+(against `torch.nn.functional.unfold`), attention rollout through the blocks and their residuals, and the
+rotation that shifts a sinusoidal position.
 
 References: A. Singh, K. Demuynck, V. Arora, ICASSP 2023 (arXiv 2211.11060); A. Vaswani et al., NeurIPS
-2017; A. Dosovitskiy et al., ICLR 2021 (ViT); Y. Gong, Y.-A. Chung, J. Glass, Interspeech 2021 (AST).
+2017; A. Dosovitskiy et al., ICLR 2021 (ViT); Y. Gong, Y.-A. Chung, J. Glass, Interspeech 2021 (AST);
+S. Abnar, W. Zuidema, ACL 2020 (attention rollout).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -19,8 +20,8 @@ from matplotlib.patches import Rectangle
 from .common import ExerciseError, _audio_np, _fig_ax, _numpy, _ok, checker, exercise_decorator, passed
 
 __all__ = ["plot_patch_grid", "plot_attention", "plot_token_attention", "plot_positional_encoding",
-           "plot_similarity_matrix", "check_patchify", "check_attention", "check_positional_encoding",
-           "exercise", "passed", "solution_patchify", "solution_attention", "solution_positional_encoding"]
+           "plot_similarity_matrix", "check_square_patches", "check_rollout", "check_shift_matrix",
+           "exercise", "passed", "solution_square_patches", "solution_rollout", "solution_shift_matrix"]
 
 exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
@@ -187,163 +188,193 @@ def _first_matching_mistake(got, candidates, rtol=1e-6, atol=1e-9):
     return None
 
 
-@checker
-def check_patchify(fn) -> None:
-    """Check `fn(S, P) -> patches`: full-band time patches, as `minihash.encoder.PatchEmbed` cuts them.
+def _square_variants(S, ph, pw, mistakes=True):
+    """The (B, L, ph * pw) patches of S as nn.Unfold cuts them, and the usual mistakes with their explanations."""
+    B, M, F = S.shape
+    nf, nt = M // ph, F // pw
+    X = S[:, :nf * ph, :nt * pw].reshape(B, nf, ph, nt, pw)  # (B, nf, ph, nt, pw)
+    want = X.transpose(0, 1, 3, 2, 4).reshape(B, nf * nt, ph * pw)
+    if not mistakes:
+        return want, []
+    return want, [
+        (X.transpose(0, 3, 1, 2, 4).reshape(B, nf * nt, ph * pw), "the tokens are listed time block first: like "
+         "nn.Unfold (and ViT's flatten), go row by row: every time block of the lowest band block, then the next band"),
+        (X.transpose(0, 1, 3, 4, 2).reshape(B, nf * nt, ph * pw), "each patch is flattened frame by frame: flatten "
+         "it band by band (row by row, entry r * pw + c), as Unfold and a Conv2d weight do"),
+        (S[:, :nf * ph, :nt * pw].reshape(B, nf * nt, ph * pw), "a plain reshape: each 'patch' is then a run of "
+         "consecutive values of one or two bands; reshape to (B, nf, ph, nt, pw), permute the two block axes "
+         "next to each other, then flatten"),
+        (_square_variants(S, pw, ph, False)[0], "the patches are pw bands by ph frames: ph counts "
+         "mel bands (axis 1), pw frames (axis 2)"),
+    ]
 
-    S is a (B, n_mels, frames) numpy array and P the frames per patch; the answer is
-    (B, N, n_mels * P) with N = frames // P (leftover frames dropped), patch n holding frames
-    n*P ... n*P + P - 1 of every band, flattened band by band (mel-major: entry m * P + t).
+
+@checker
+def check_square_patches(fn) -> None:
+    """Check `fn(S, ph, pw) -> patches`: ViT/AST-style ph x pw patches, as `torch.nn.functional.unfold` cuts them.
+
+    S is a (B, n_mels, frames) numpy array; the answer is (B, (n_mels // ph) * (frames // pw), ph * pw), leftover
+    bands and frames dropped, the patches in row-major order (band block by band block, time blocks within each)
+    and each flattened band by band. The reference is F.unfold(S[:, None], (ph, pw), stride=(ph, pw)).transpose(1, 2).
 
     Notebook: 04_patch_transformer.ipynb
     """
     rng = np.random.default_rng(4)
-    for B, M, F, P in ((2, 6, 27, 5), (1, 4, 21, 3), (3, 8, 101, 10)):
+    for B, M, F, ph, pw in ((2, 12, 27, 4, 6), (1, 64, 101, 16, 16), (3, 10, 9, 5, 3)):
         S = rng.normal(size=(B, M, F))
-        N = F // P
-        X = S[:, :, :N * P].reshape(B, M, N, P)  # (B, M, N, P)
-        want = X.transpose(0, 2, 1, 3).reshape(B, N, M * P)
-        got = _audio_np(fn(S.copy(), P))
+        ref = torch.nn.functional.unfold(torch.from_numpy(S)[:, None], (ph, pw), stride=(ph, pw)).transpose(1, 2)
+        want, variants = _square_variants(S, ph, pw)
+        assert np.array_equal(ref.numpy(), want)
+        got = _audio_np(fn(S.copy(), ph, pw))
+        case = f"S of shape {S.shape}, {ph} x {pw} patches"
         if got.shape == want.shape and np.allclose(got, want):
             continue
-        if got.ndim == 3 and got.shape[0] == B and got.shape[2] == M * P and got.shape[1] == -(-F // P) != N:
-            raise ExerciseError(f"{F} frames, P={P}: expected {N} patches, got {got.shape[1]}: drop the "
-                                f"{F - N * P} leftover frames (S[:, :, :N * P]) instead of padding a last patch")
         if got.shape != want.shape:
             hint = ""
-            if got.ndim == 3 and got.shape[1] == M // P:
-                hint = ": did you cut along the mel axis? Patches are slices of TIME (the last axis), full band"
-            raise ExerciseError(f"S of shape {S.shape}, P={P}: expected patches of shape {want.shape} "
-                                f"(B, frames // P, n_mels * P), got {got.shape}{hint}")
-        why = _first_matching_mistake(got, [
-            (X.transpose(0, 2, 3, 1).reshape(B, N, M * P), "each patch is flattened frame by frame (time-major, "
-             "entry t * n_mels + m): PatchEmbed flattens band by band (mel-major, entry m * P + t), like a Conv2d "
-             "weight; permute to (B, N, M, P) before the last reshape"),
-            (S[:, :, :N * P].reshape(B, N, M * P), "a plain reshape of (B, M, N*P) to (B, N, M*P) mixes up "
-             "frequency and time (each 'patch' is a run of consecutive values of a few bands): reshape to "
-             "(B, M, N, P), permute to (B, N, M, P), then flatten"),
-            (want[:, ::-1], "the patches come in reverse time order"),
-        ])
-        raise ExerciseError(f"S of shape {S.shape}, P={P}: " + (why or "wrong values: patch n must hold frames "
-                            "n*P ... n*P+P-1 of all bands, flattened band by band; compare with a small S = "
-                            "np.arange(...) by eye"))
-    _ok("patchify")
+            if got.ndim == 3 and got.shape[1] == (M // pw) * (F // ph):
+                hint = ": ph counts mel bands (axis 1), pw frames (axis 2)"
+            elif got.ndim == 3 and got.shape[1] == -(-M // ph) * -(-F // pw):
+                hint = ": drop the leftover bands and frames (S[:, :nf * ph, :nt * pw]) instead of padding"
+            raise ExerciseError(f"{case}: expected shape {want.shape} = (B, (n_mels // ph) * (frames // pw), ph * pw), "
+                                f"got {got.shape}{hint}")
+        why = _first_matching_mistake(got, variants)
+        raise ExerciseError(f"{case}: " + (why or "wrong values: token n * (frames // pw) + t holds bands n*ph ... "
+                            "n*ph+ph-1 of frames t*pw ... t*pw+pw-1, flattened band by band; compare with "
+                            "F.unfold on a small S = np.arange(...)"))
+    _ok("square_patches")
+
+
+def _rollout_variants(maps):
+    """Attention rollout (Abnar and Zuidema 2020) of (depth, heads, N, N) maps, and the usual mistakes."""
+    L, _, N, _ = maps.shape
+    eye = np.eye(N)
+    mean = maps.mean(axis=1)  # (depth, N, N)
+
+    def chain(mats, reverse=False):
+        R = eye
+        for A in mats:
+            R = R @ A if reverse else A @ R  # the later block on the left
+        return R
+
+    want = chain(0.5 * mean + 0.5 * eye)
+    return want, [
+        (chain(0.5 * mean + 0.5 * eye, reverse=True), "the maps are multiplied in the wrong order: the first block "
+         "acts first, so the last block's map is on the LEFT: R = Â_1 Â_0 (R = Â_l @ R in a loop)"),
+        (chain(mean), "no residual: each block adds its attention output to its input, so half of each token goes "
+         "straight through: use Â = (A + I) / 2"),
+        (chain(mean + eye), "A + I is not halved: its rows sum to 2 and the product's to 2^depth; use (A + I) / 2"),
+        (chain(0.5 * maps.max(axis=1) + 0.5 * eye), "the heads are combined by their maximum: average them"),
+        (0.5 * mean[-1] + 0.5 * eye, "only the last block: multiply the maps of every block"),
+        (want.T, "R is transposed: row i (output token i) should hold what it draws from each input patch"),
+    ]
 
 
 @checker
-def check_attention(fn) -> None:
-    """Check `fn(Q, K, V) -> (Y, A)`: single-head scaled dot-product attention.
+def check_rollout(fn) -> None:
+    """Check `fn(maps) -> R`: attention rollout of one window's (depth, heads, N, N) attention maps.
 
-    Q, K, V are (B, N, d) float64 torch tensors; A = softmax(Q K^T / sqrt(d)) over the keys
-    (the last axis: every row sums to 1) is (B, N, N), and Y = A V is (B, N, d).
+    Â_l = (mean over heads of A_l + I) / 2 accounts for the residual connection, and R = Â_{L-1} ... Â_0 (N, N):
+    row i, what output token i draws from each input patch (Abnar and Zuidema 2020). Checked against an
+    explicit product on random row-stochastic maps; names the wrong order, no residual, A + I unhalved, the
+    maximum over heads, the last block alone and R transposed.
 
     Notebook: 04_patch_transformer.ipynb
     """
     g = torch.Generator().manual_seed(2)
-    for B, N, d in ((2, 5, 16), (1, 7, 4), (3, 4, 64)):
-        Q, K, V = (2 * torch.randn(B, N, d, generator=g, dtype=torch.float64) for _ in range(3))
-        S = Q @ K.transpose(-2, -1)  # (B, N, N) raw scores
-        A = (S / d ** 0.5).softmax(-1)
-        out = fn(Q.clone(), K.clone(), V.clone())
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            raise ExerciseError("return a pair (Y, A): the output (B, N, d) and the attention weights (B, N, N)")
-        Y, A_got = _audio_np(out[0]), _audio_np(out[1])
-        if A_got.shape != (B, N, N):
-            raise ExerciseError(f"A should be (B, N, N) = {(B, N, N)}, got {A_got.shape}")
-        if not np.allclose(A_got, A.numpy(), rtol=1e-6, atol=1e-9):
-            why = _first_matching_mistake(A_got, [
-                (S.softmax(-1).numpy(), "the scores are not scaled: divide Q K^T by sqrt(d) before the softmax "
-                 "(without it, large d makes the softmax nearly one-hot and its gradients vanish)"),
-                ((S / d).softmax(-1).numpy(), "the scores are divided by d: divide by sqrt(d)"),
-                ((S * d ** 0.5).softmax(-1).numpy(), "the scores are multiplied by sqrt(d): divide by it"),
-                ((S / d ** 0.5).softmax(-2).numpy(), "the softmax runs over the queries (axis -2), so columns sum "
-                 "to 1: it must run over the keys (axis -1), so that each query's weights sum to 1"),
-                ((S / d ** 0.5).softmax(-1).transpose(-2, -1).numpy(), "A is transposed: row i (query i) should "
-                 "hold the weights over the keys"),
-                ((S / d ** 0.5).numpy(), "A holds the scaled scores: apply the softmax over the keys"),
-                ((Q @ Q.transpose(-2, -1) / d ** 0.5).softmax(-1).numpy(), "the scores use Q Q^T: use Q K^T"),
-            ])
-            rows = A_got.sum(-1)
-            if why is None and not np.allclose(rows, 1):
-                why = f"rows of A should sum to 1 (a softmax over the keys), they sum to {rows.ravel()[:3]}..."
-            raise ExerciseError(f"B={B}, N={N}, d={d}: " + (why or "A differs from softmax(Q K^T / sqrt(d))"))
-        if Y.shape != (B, N, d):
-            raise ExerciseError(f"Y should be (B, N, d) = {(B, N, d)}, got {Y.shape}")
-        if not np.allclose(Y, (A @ V).numpy(), rtol=1e-6, atol=1e-9):
-            why = _first_matching_mistake(Y, [
-                ((A.transpose(-2, -1) @ V).numpy(), "Y uses A^T: Y = A V (row i mixes the values with query i's "
-                 "weights)"),
-                ((A @ K).numpy(), "Y mixes the keys: Y = A V"),
-                ((A @ Q).numpy(), "Y mixes the queries: Y = A V"),
-            ])
-            raise ExerciseError(f"B={B}, N={N}, d={d}: " + (why or "A is right but Y is not A V"))
-    _ok("attention")
+    for L, h, N in ((2, 4, 10), (3, 2, 5), (1, 3, 4)):
+        maps = torch.softmax(2 * torch.randn(L, h, N, N, generator=g, dtype=torch.float64), dim=-1)
+        want, variants = _rollout_variants(maps.numpy())
+        got = _audio_np(fn(maps.clone()))
+        case = f"{L} blocks of {h} heads, N={N}"
+        if got.shape != (N, N):
+            raise ExerciseError(f"{case}: R should be (N, N) = {(N, N)}, got {got.shape}")
+        if np.allclose(got, want, rtol=1e-6, atol=1e-9):
+            continue
+        why = _first_matching_mistake(got, variants)
+        raise ExerciseError(f"{case}: " + (why or f"rows sum to {got.sum(1)[:3].round(4)}...; Â = (mean_h A + I) / 2, "
+                                                  "R = Â_(L-1) ... Â_0"))
+    _ok("rollout")
 
 
-def _sinusoidal(N: int, D: int, base: float = 10000.0, start: int = 0, layout: str = "interleaved",
-                expo: str = "2i", swap: bool = False) -> np.ndarray:
-    pos = np.arange(start, start + N)[:, None]  # (N, 1)
-    i = np.arange(D // 2)[None, :]  # (1, D/2)
-    e = 2 * i / D if expo == "2i" else i / D
-    ang = pos / base ** e  # (N, D/2)
-    s, c = (np.cos(ang), np.sin(ang)) if swap else (np.sin(ang), np.cos(ang))
-    if layout == "concat":
-        return np.concatenate([s, c], axis=1)
-    PE = np.empty((N, D))
-    PE[:, 0::2], PE[:, 1::2] = s, c
+def _sinusoidal(positions, D: int, expo: str = "2i") -> np.ndarray:
+    """Vaswani et al.'s encoding of the given positions: sin in even columns, cos in odd ones, (len, D)."""
+    i = np.arange(D // 2)
+    ang = np.asarray(positions, dtype=np.float64)[:, None] / 10000.0 ** ((2 * i if expo == "2i" else i) / D)
+    PE = np.empty((len(ang), D))
+    PE[:, 0::2], PE[:, 1::2] = np.sin(ang), np.cos(ang)
     return PE
 
 
-@checker
-def check_positional_encoding(fn) -> None:
-    """Check `fn(N, D) -> PE`: the sinusoidal positional encoding of Vaswani et al. (2017).
+def _rotation(k, D, expo="2i", sign=1.0, concat=False) -> np.ndarray:
+    """The block-diagonal (D, D) rotation taking PE[p] to PE[p + k] (and variants)."""
+    i = np.arange(D // 2)
+    t = k / 10000.0 ** ((2 * i if expo == "2i" else i) / D)
+    c, s = np.cos(t), sign * np.sin(t)
+    ev, od = (i, i + D // 2) if concat else (2 * i, 2 * i + 1)
+    M = np.zeros((D, D))
+    M[ev, ev], M[ev, od], M[od, ev], M[od, od] = c, s, -s, c
+    return M
 
-    PE[p, 2i] = sin(p / 10000^(2i / D)) and PE[p, 2i + 1] = cos(p / 10000^(2i / D)) for
-    positions p = 0 ... N - 1 and even D; an (N, D) numpy array or tensor.
+
+@checker
+def check_shift_matrix(fn) -> None:
+    """Check `fn(k, D) -> M`: the (D, D) matrix with PE[p + k] = M @ PE[p] for every position p.
+
+    PE is Vaswani et al.'s sinusoidal encoding (sin(p w_i) in column 2i, cos(p w_i) in column 2i + 1,
+    w_i = 1 / 10000^(2i / D)); M is block-diagonal, a 2 x 2 rotation by k w_i per frequency. Checked on the
+    property itself over many positions, then against that rotation; names M transposed (a shift by -k),
+    frequencies 1 / 10000^(i / D) and the blocks pairing columns i and i + D/2.
 
     Notebook: 04_patch_transformer.ipynb
     """
-    for N, D in ((10, 16), (50, 64), (3, 4)):
-        want = _sinusoidal(N, D)
-        got = _audio_np(fn(N, D))
-        if got.shape != want.shape:
-            hint = " (transposed?)" if got.shape == want.shape[::-1] else ""
-            raise ExerciseError(f"N={N}, D={D}: expected shape {want.shape} (positions x dimensions), got "
-                                f"{got.shape}{hint}")
-        if np.allclose(got, want, atol=1e-6):
+    for k, D in ((3, 16), (-5, 8), (1, 64), (0, 4)):
+        p = np.arange(max(0, -k), max(0, -k) + 40)
+        PE, PE_k = _sinusoidal(p, D), _sinusoidal(p + k, D)
+        got = _audio_np(fn(k, D))
+        case = f"k={k}, D={D}"
+        if got.shape != (D, D):
+            raise ExerciseError(f"{case}: M should be (D, D) = {(D, D)}, got {got.shape}")
+        if np.allclose(PE @ got.T, PE_k, atol=1e-8):
             continue
         why = _first_matching_mistake(got, [
-            (_sinusoidal(N, D, layout="concat"), "sines in the first half and cosines in the second: a valid "
-             "encoding too (tensor2tensor's), but the paper interleaves them: sin in even columns, cos in odd"),
-            (_sinusoidal(N, D, swap=True), "sin and cos are swapped: sin in the even columns (2i), cos in the odd"),
-            (_sinusoidal(N, D, start=1), "positions start at 1: the first token is position 0"),
-            (_sinusoidal(N, D, expo="i"), "the exponent uses i / D: the frequency of pair i is 1 / 10000^(2i / D)"),
-            (_sinusoidal(N, D, base=1000.0), "the base is 1000: it is 10000"),
-        ], atol=1e-6)
-        raise ExerciseError(f"N={N}, D={D}: " + (why or "values differ from sin/cos(p / 10000^(2i / D)); check "
-                            "PE[1, 0] = sin(1) = 0.841 and PE[0, 1] = cos(0) = 1"))
-    _ok("positional_encoding")
+            (_rotation(k, D, sign=-1.0), "M shifts by -k: it is the transpose (the inverse rotation). sin((p+k)w) = "
+             "sin(pw) cos(kw) + cos(pw) sin(kw): the sine row of block i is [cos kw_i, +sin kw_i]"),
+            (_rotation(k, D, expo="i"), "the frequencies are 1 / 10000^(i / D): pair i turns at w_i = "
+             "1 / 10000^(2i / D), as in the encoding"),
+            (_rotation(k, D, concat=True), "the blocks pair column i with i + D/2 (sines first, then cosines): here "
+             "the sin and cos of one frequency are neighbours, columns 2i and 2i + 1"),
+        ], atol=1e-8)
+        err = np.abs(PE @ got.T - PE_k).max()
+        raise ExerciseError(f"{case}: " + (why or f"M @ PE[p] differs from PE[p + k] by up to {err:.3g}; block i "
+                                                  "(rows and columns 2i, 2i+1) is [[cos kw_i, sin kw_i], "
+                                                  "[-sin kw_i, cos kw_i]], zeros elsewhere"))
+    _ok("shift_matrix")
 
 
 # ---- solutions: the notebook's exercises answered (`make test` runs it with them)
 
-def solution_patchify(S, P):
-    """Exercise 1: (B, M, F) -> (B, N, M * P) full-band patches, flattened band by band."""
+def solution_square_patches(S, ph, pw):
+    """Exercise 1: (B, M, F) -> (B, (M // ph) * (F // pw), ph * pw) patches, row-major, flattened band by band."""
     B, M, F_ = S.shape
-    N = F_ // P
-    return S[:, :, :N * P].reshape(B, M, N, P).transpose(0, 2, 1, 3).reshape(B, N, M * P)
+    nf, nt = M // ph, F_ // pw
+    X = S[:, :nf * ph, :nt * pw].reshape(B, nf, ph, nt, pw)
+    return X.transpose(0, 1, 3, 2, 4).reshape(B, nf * nt, ph * pw)
 
 
-def solution_attention(Q, K, V):
-    """Exercise 2: scaled dot-product attention, (Y, A)."""
-    A = torch.softmax(Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1]), dim=-1)
-    return A @ V, A
+def solution_rollout(maps):
+    """Exercise 2: attention rollout, R = Â_(L-1) ... Â_0 with Â = (mean over heads + I) / 2."""
+    maps = np.asarray(maps, dtype=np.float64)
+    N = maps.shape[-1]
+    R = np.eye(N)
+    for A in maps.mean(axis=1):  # (N, N) per block, first block first
+        R = (0.5 * A + 0.5 * np.eye(N)) @ R
+    return R
 
 
-def solution_positional_encoding(N, D):
-    """Exercise 3: Vaswani et al.'s sinusoids, sin in even columns, cos in odd ones."""
-    p = np.arange(N)[:, None]
-    freq = 1.0 / 10000 ** (np.arange(0, D, 2) / D)
-    PE = np.zeros((N, D))
-    PE[:, 0::2], PE[:, 1::2] = np.sin(p * freq), np.cos(p * freq)
-    return PE
+def solution_shift_matrix(k, D):
+    """Exercise 3: block-diagonal rotations by k w_i, taking PE[p] to PE[p + k]."""
+    M = np.zeros((D, D))
+    for i in range(D // 2):
+        t = k / 10000 ** (2 * i / D)
+        M[2 * i:2 * i + 2, 2 * i:2 * i + 2] = [[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]]
+    return M

@@ -2,8 +2,9 @@
 
 The NT-Xent loss of SimCLR, its temperature, and a live training run. Figures: one anchor's softmax over
 the batch, the training curves (losses and validation scores), and notebook 04's similarity matrix for
-clean against distorted windows. Exercises: NT-Xent (against `minihash.contrastive.nt_xent`, naming the
-usual mistakes) and top-1 retrieval by cosine similarity.
+clean against distorted windows. Exercises: the gradient of NT-Xent with respect to the similarities (against
+autograd through `minihash.contrastive.nt_xent`: where the temperature sends the push on the negatives) and
+top-1 retrieval by cosine similarity.
 
 References: T. Chen et al., ICML 2020 (SimCLR); S. Chang et al., ICASSP 2021 (NAFP); A. van den Oord,
 Y. Li, O. Vinyals, 2018 (InfoNCE); A. Singh, K. Demuynck, V. Arora, ICASSP 2023.
@@ -14,11 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
+from ..contrastive import nt_xent
+from .common import ExerciseError, _fig_ax, _numpy, _ok, checker, exercise_decorator, passed
 from .nb04_patch_transformer import plot_similarity_matrix
 
-__all__ = ["plot_similarity_matrix", "plot_contrastive_softmax", "plot_training_curves", "check_nt_xent", "check_top1",
-           "exercise", "passed", "solution_nt_xent", "solution_top1"]
+__all__ = ["plot_similarity_matrix", "plot_contrastive_softmax", "plot_training_curves", "check_nt_xent_grad",
+           "check_top1", "exercise", "passed", "solution_nt_xent_grad", "solution_top1"]
 
 exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
@@ -102,77 +104,78 @@ def plot_training_curves(history, val_history=(), loss_keys=("loss",), val_keys=
 
 # ---- exercises
 
-def _nt_xent_variants(z1, z2, tau):
-    """NT-Xent and the usual ways of getting it wrong, each with what went wrong (float64 torch)."""
-    def loss(z1, z2, tau, normalise=True, drop_self=True, keep_positive=True, both=True, reduce="mean",
-             scale=lambda s: s / tau):
-        B = z1.shape[0]
-        z = torch.cat([z1, z2])
-        if normalise:
-            z = F.normalize(z, dim=1)
-        S = scale(z @ z.T)  # (2B, 2B)
-        eye = torch.eye(2 * B, dtype=torch.bool)
-        pos = torch.cat([torch.arange(B, 2 * B), torch.arange(B)])
-        S_pos = S[torch.arange(2 * B), pos]  # (2B,)
-        S_den = S.masked_fill(eye, float("-inf")) if drop_self else S
-        if not keep_positive:
-            S_den = S_den.masked_fill(torch.nn.functional.one_hot(pos, 2 * B).bool(), float("-inf"))
-        per = torch.logsumexp(S_den, dim=1) - S_pos  # (2B,)
-        per = per if both else per[:B]
-        return float(per.sum() if reduce == "sum" else per.mean())
+def _nt_xent_of_s(S, tau, drop_self=True, pos_shift=None):
+    """NT-Xent as a function of the (2B, 2B) similarity matrix, mean over the 2B anchors (torch, differentiable)."""
+    n = S.shape[0]
+    pos = (torch.arange(n) + (n // 2 if pos_shift is None else pos_shift)) % n  # the positive of each anchor
+    L = S / tau
+    if drop_self:
+        L = L.masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
+    return (torch.logsumexp(L, dim=1) - L[torch.arange(n), pos]).mean()
 
-    def cross_view(a, b):
-        S = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / tau  # (B, B)
-        return float(F.cross_entropy(S, torch.arange(a.shape[0])))
 
-    return loss(z1, z2, tau), [
-        (loss(z1, z2, tau, normalise=False), "the embeddings are not L2-normalised: NT-Xent uses cosine "
-         "similarities, so normalise each row (F.normalize(z, dim=1)) before the dot products"),
-        (loss(z1, z2, tau, drop_self=False), "the anchor is its own negative: mask the diagonal of the (2B, 2B) "
-         "similarity matrix (set it to -inf) before the softmax"),
-        (loss(z1, z2, tau, keep_positive=False), "the positive is left out of the denominator: the softmax runs "
-         "over all 2B - 1 other samples, the positive included"),
-        (loss(z1, z2, tau, scale=lambda s: s * tau), "the temperature multiplies the similarities: divide by tau"),
-        (loss(z1, z2, tau, scale=lambda s: s) / tau, "tau divides the loss, not the similarities inside the "
-         "softmax"),
-        (loss(z1, z2, tau, scale=lambda s: s / tau ** 2), "the similarities are divided by tau twice"),
-        (loss(z1, z2, tau, both=False), "only the clean windows are anchors: the loss is symmetric, average "
-         "over all 2B anchors (rows of z1 AND rows of z2)"),
-        (loss(z1, z2, tau, reduce="sum"), "the loss is summed over anchors: take the mean over the 2B anchors"),
-        (loss(z2, z1, tau, both=False), "only the distorted windows are anchors: average over all 2B anchors"),
-        (cross_view(z1, z2), "only the B x B clean-vs-distorted similarities, one direction: NT-Xent stacks "
-         "all 2B samples, and each anchor's candidates are the 2B - 1 others (other clean windows included)"),
-        (0.5 * (cross_view(z1, z2) + cross_view(z2, z1)), "only the B x B clean-vs-distorted similarities (CLIP's "
-         "loss): NT-Xent stacks all 2B samples, and each anchor's candidates are the 2B - 1 others"),
-    ]
+def _grad_of_s(S, tau, **kw) -> np.ndarray:
+    """d NT-Xent / d S by autograd, every entry of S its own variable."""
+    S = S.detach().clone().requires_grad_(True)
+    _nt_xent_of_s(S, tau, **kw).backward()
+    return S.grad.numpy()
 
 
 @checker
-def check_nt_xent(fn) -> None:
-    """Check `fn(z1, z2, tau) -> scalar` against NT-Xent (SimCLR) on random batches.
+def check_nt_xent_grad(fn) -> None:
+    """Check `fn(S, tau) -> G`: the gradient of NT-Xent with respect to the (2B, 2B) similarity matrix S.
 
-    z1, z2 are (B, D) float64 torch tensors (not normalised: that is part of the job),
-    row i of z1 and row i of z2 a positive pair.
+    S = z z^T for the 2B stacked unit embeddings (a float64 tensor), the positive of row i at column
+    (i + B) mod 2B, every entry a separate variable. The reference is autograd through the loss (which
+    equals `minihash.contrastive.nt_xent` on z): G_ik = (softmax over k != i of S_i / tau - [k = p(i)]) / (2B tau),
+    0 on the diagonal. Names a missing 1/tau or 1/(2B), the diagonal in the softmax, the sign, the positive's
+    -1 left out and G transposed.
 
     Notebook: 05_contrastive_learning.ipynb
     """
     g = torch.Generator().manual_seed(5)
     for B, D, tau in ((6, 8, 0.1), (10, 16, 0.5), (4, 3, 1.0)):
-        z1 = 3 * torch.randn(B, D, generator=g, dtype=torch.float64)
-        z2 = z1 + 2 * torch.randn(B, D, generator=g, dtype=torch.float64)  # related, so mistakes differ
-        z2[0] *= 5  # rows of different lengths: normalisation matters
-        got = fn(z1.clone(), z2.clone(), tau)
-        got = float(got.detach()) if hasattr(got, "detach") else float(np.asarray(got))
-        want, variants = _nt_xent_variants(z1, z2, tau)
-        if np.isclose(got, want, rtol=1e-5, atol=1e-7):
+        z1 = torch.randn(B, D, generator=g, dtype=torch.float64)
+        z2 = z1 + torch.randn(B, D, generator=g, dtype=torch.float64)
+        z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
+        S = z @ z.T  # (2B, 2B)
+        assert torch.isclose(_nt_xent_of_s(S, tau), nt_xent(z1, z2, tau))
+        want = _grad_of_s(S, tau)
+        got = np.asarray(_numpy(fn(S.clone(), tau)), dtype=np.float64)
+        case = f"B={B}, tau={tau}"
+        if got.shape != want.shape:
+            raise ExerciseError(f"{case}: G should have the shape of S, (2B, 2B) = {want.shape}, got {got.shape}")
+        if np.allclose(got, want, rtol=1e-6, atol=1e-10):
             continue
-        for value, why in variants:
-            if np.isclose(got, value, rtol=1e-5, atol=1e-7):
-                raise ExerciseError(f"B={B}, tau={tau}: {why} (got {got:.6g}, expected {want:.6g})")
-        hint = f" (off by a factor {got / want:.3g})" if want and abs(got / want - round(got / want)) < 1e-6 else ""
-        raise ExerciseError(f"B={B}, D={D}, tau={tau}: got {got:.6g}, expected {want:.6g}{hint}; compare your "
-                            "loop with minihash.contrastive.nt_xent")
-    _ok("nt_xent")
+        n = 2 * B
+        soft = torch.softmax((S / tau).masked_fill(torch.eye(n, dtype=torch.bool), float("-inf")), dim=1).numpy()
+        why = _first_match(got, [
+            (want * tau, "the factor 1/tau is missing: the loss sees S / tau, so its gradient carries 1/tau"),
+            (want * n, "the factor 1/(2B) is missing: the loss is the MEAN over the 2B anchors"),
+            (_grad_of_s(S, tau, drop_self=False), "the diagonal is in the softmax: an anchor is not its own "
+             "candidate (its row's softmax runs over k != i, and G_ii = 0)"),
+            (-want, "the sign is flipped: the gradient pulls the positive (G_ip < 0) and pushes the negatives "
+             "(G_ik > 0)"),
+            (soft / (n * tau), "the positive's -1 is missing: d(-S_ip / tau) / dS_ip = -1 / tau, subtract the one-hot "
+             "of each row's positive"),
+            (want.T, "G is transposed: row i is anchor i's softmax over its candidates (columns)"),
+            (want + want.T, "G + G^T: that treats S_ik and S_ki as one variable (S is symmetric); here every entry "
+             "is its own variable, so G_ik comes from anchor i's row alone"),
+            ((soft - np.eye(n)) / (n * tau), "the one-hot is on the diagonal: the positive of row i is column "
+             "(i + B) mod 2B"),
+        ])
+        err = np.abs(got - want).max()
+        raise ExerciseError(f"{case}: " + (why or f"G differs from autograd by up to {err:.3g}; G_ik = (softmax_k(S_i "
+                                                  "/ tau) - [k = p(i)]) / (2B tau) for k != i, 0 on the diagonal"))
+    _ok("nt_xent_grad")
+
+
+def _first_match(got, candidates):
+    """The message of the first (array, message) candidate equal to `got`, else None."""
+    for value, why in candidates:
+        if value.shape == got.shape and np.allclose(got, value, rtol=1e-6, atol=1e-10):
+            return why
+    return None
 
 
 @checker
@@ -219,13 +222,13 @@ def check_top1(fn) -> None:
 
 # ---- solutions: the notebook's exercises answered (`make test` runs it with them)
 
-def solution_nt_xent(z1, z2, tau):
-    """Exercise 1: NT-Xent over the 2B anchors."""
-    B = len(z1)
-    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
-    S = (z @ z.T / tau).masked_fill(torch.eye(2 * B, dtype=torch.bool), float("-inf"))  # (2B, 2B)
-    target = torch.cat([torch.arange(B, 2 * B), torch.arange(B)])
-    return F.cross_entropy(S, target)
+def solution_nt_xent_grad(S, tau):
+    """Exercise 1: d NT-Xent / d S = (softmax over the other candidates - one-hot of the positive) / (2B tau)."""
+    n = S.shape[0]
+    logits = (S / tau).masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))  # an anchor is not a candidate
+    G = torch.softmax(logits, dim=1)  # (2B, 2B), 0 on the diagonal
+    G[torch.arange(n), (torch.arange(n) + n // 2) % n] -= 1.0  # the positive's pull
+    return G / (n * tau)
 
 
 def solution_top1(queries, refs, truth):

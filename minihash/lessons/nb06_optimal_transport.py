@@ -3,7 +3,8 @@
 Transport plans, the exact (Kantorovich) problem, entropic regularisation and Sinkhorn-Knopp, and the
 balanced assignment that keeps hash codes from collapsing (SwAV's, as Singh et al. 2023 use it). Figures:
 a plan between two point clouds and as a matrix, items per code, and bucket sizes (also read in 07 and 08).
-Exercises: Sinkhorn (against POT's `ot.sinkhorn`) and the balanced plan (against `minihash.ot.sinkhorn`).
+Exercises: Sinkhorn on the bit-factorised kernel, never forming the (B, 2^K) matrix (against POT's `ot.sinkhorn`
+and `minihash.ot.balanced_assignment`), and the balanced plan (against `minihash.ot.sinkhorn`).
 
 References: M. Cuturi, NeurIPS 2013; G. Peyré, M. Cuturi, Computational Optimal Transport, 2019; M. Caron
 et al., NeurIPS 2020 (SwAV); R. Flamary et al., JMLR 2021 (POT).
@@ -17,12 +18,12 @@ import ot
 import torch
 from scipy.special import logsumexp
 
-from ..ot import bucket_stats, sinkhorn
+from ..ot import balanced_assignment, bit_kernel, bucket_stats, sinkhorn
 from .common import ExerciseError, _audio_np, _fig_ax, _numpy, _ok, checker, exercise_decorator, passed
 
-__all__ = ["plot_transport_plan", "plot_plan_matrix", "plot_ot_code_counts", "plot_bucket_sizes", "check_sinkhorn",
-           "check_balanced_assignment",
-           "exercise", "passed", "solution_sinkhorn", "solution_balanced_plan"]
+__all__ = ["plot_transport_plan", "plot_plan_matrix", "plot_ot_code_counts", "plot_bucket_sizes",
+           "check_factored_sinkhorn", "check_balanced_assignment",
+           "exercise", "passed", "solution_factored_sinkhorn", "solution_balanced_plan"]
 
 exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
@@ -158,77 +159,85 @@ def plot_bucket_sizes(codes, K: int, ax=None, figsize=(8, 3.5), title=None):
 
 # ---- exercises
 
-def _ot_marginal_report(P, a, b) -> tuple[float, float]:
-    """Largest error of the row sums against a and of the column sums against b."""
-    return float(np.abs(P.sum(1) - a).max()), float(np.abs(P.sum(0) - b).max())
+def _factored_reference(Lo, Hi, n_iter, rows_first=False, with_u=True, row_mass=None):
+    """(u, W) of n_iter factorised Sinkhorn iterations, columns first (and the usual mistakes)."""
+    B, n_lo, n_hi = Lo.shape[0], Lo.shape[1], Hi.shape[1]
+    a = 1.0 / B if row_mass is None else row_mass
+    u, W = np.ones(B), np.ones((n_hi, n_lo))
+    for _ in range(n_iter):
+        if rows_first:
+            u = a / (Hi * (Lo @ W.T)).sum(1)
+        W = (1.0 / (n_hi * n_lo)) / (Hi.T @ ((u[:, None] if with_u else 1.0) * Lo))  # (n_hi, n_lo) column sums
+        if not rows_first:
+            u = a / (Hi * (Lo @ W.T)).sum(1)  # (B,) row sums Hi_i^T W Lo_i
+    return u, W
+
+
+def _factored_plan(u, W, Lo, Hi) -> np.ndarray:
+    """The (B, n_hi * n_lo) plan of the scalings, code j = j_lo + n_lo j_hi."""
+    return (u[:, None, None] * Hi[:, :, None] * Lo[:, None, :] * W[None]).reshape(len(u), -1)
 
 
 @checker
-def check_sinkhorn(fn) -> None:
-    """Check `fn(a, b, C, eps, n_iter) -> P`: the entropic OT plan, against POT's `ot.sinkhorn`.
+def check_factored_sinkhorn(fn) -> None:
+    """Check `fn(Lo, Hi, n_iter) -> (u, W)`: Sinkhorn on the factorised kernel of the balanced assignment.
 
-    a (n,), b (m,) are the marginals (positive, summing to 1), C (n, m) the cost, eps the
-    regularisation (the plan minimises <P, C> - eps H(P)) and n_iter the iterations to run
-    (enough to converge here). P is (n, m) with P.sum(1) == a and P.sum(0) == b.
+    Item i's kernel entry for code j = j_lo + n_lo j_hi is Hi[i, j_hi] * Lo[i, j_lo] ((B, n_lo) and (B, n_hi)
+    float64 tensors, as notebook 06 builds them with `minihash.ot.bit_kernel`); from u = 1, n_iter iterations,
+    columns first, with every item sending 1/B and every code receiving 1/(n_hi n_lo). The plan
+    u_i Hi[i, j_hi] Lo[i, j_lo] W[j_hi, j_lo] is compared with POT's `ot.sinkhorn` on the full kernel and with
+    `minihash.ot.balanced_assignment`; names the halves swapped, the rows first, u left out, the row mass 1
+    and an iteration more or less.
 
     Notebook: 06_optimal_transport.ipynb
     """
-    rng = np.random.default_rng(6)
-    for n, m, eps, n_iter in ((7, 9, 0.05, 300), (5, 12, 0.01, 1500), (10, 10, 0.5, 100)):
-        xs, xt = rng.normal(size=(n, 2)), rng.normal(size=(m, 2)) + 1.0
-        C = ot.dist(xs, xt)
-        C /= C.max()  # costs in [0, 1], so eps has its usual scale
-        a, b = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, m)
-        a, b = a / a.sum(), b / b.sum()
+    g = torch.Generator().manual_seed(6)
+    for B, K, eps, n_iter in ((12, 4, 0.05, 3), (20, 5, 0.1, 2), (9, 6, 0.02, 5)):
+        logits = torch.randn(B, K, generator=g, dtype=torch.float64) + 1.5 * torch.randn(K, generator=g,
+                                                                                       dtype=torch.float64)
+        h = torch.tanh(logits)
+        up, down = torch.exp(h / (K * eps)), torch.exp(-h / (K * eps))
+        Lo, Hi = bit_kernel(up[:, :K // 2], down[:, :K // 2]), bit_kernel(up[:, K // 2:], down[:, K // 2:])
+        Lo_np, Hi_np = Lo.numpy(), Hi.numpy()
+        full = (Hi_np[:, :, None] * Lo_np[:, None, :]).reshape(B, -1)  # (B, 2^K) the kernel, the long way
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # POT warns when a variant below does not converge
-            want = ot.sinkhorn(a, b, C, eps, numItermax=n_iter, stopThr=0)
-            got = _audio_np(fn(a.copy(), b.copy(), C.copy(), eps, n_iter))
-            case = f"n={n}, m={m}, eps={eps}"
-            if got.shape != want.shape:
-                raise ExerciseError(f"{case}: P should be (n, m) = {want.shape}, got {got.shape}")
-            if not np.isfinite(got).all():
-                raise ExerciseError(f"{case}: P has NaN or inf values: either exp(-C / eps) underflowed to 0 "
-                                    "(small eps: work in the log domain, with logsumexp), or the scalings blew up "
-                                    "because the masses disagree (u = a / (K v) and v = b / (K^T u), with a and b)")
-            if np.allclose(got, want, rtol=1e-5, atol=1e-9):
-                continue
-            if (got < -1e-12).any():
-                raise ExerciseError(f"{case}: P has negative entries: a plan moves non-negative mass")
-            variants = [
-                (ot.sinkhorn(a, b, C, 1.0 / eps, numItermax=n_iter, stopThr=0), "eps is used as 1/eps: the "
-                 "kernel is exp(-C / eps) (a small eps gives a sharp plan), not exp(-C * eps)"),
-                (ot.sinkhorn(a, b, -C, eps, numItermax=n_iter, stopThr=0), "the kernel is exp(+C / eps): mass "
-                 "goes to the MOST expensive pairs; use exp(-C / eps)"),
-                (ot.emd(a, b, C), "this is the exact (unregularised) plan: Sinkhorn gives the entropic one, "
-                 "blurred by eps"),
-                (np.outer(a, b), "this is the independent coupling a b^T (the plan for eps -> infinity): did the "
-                 "kernel lose C?"),
-            ]
-        for value, why in variants:
-            if np.allclose(got, value, rtol=1e-5, atol=1e-9):
+            warnings.simplefilter("ignore")  # POT warns that a fixed number of iterations did not converge
+            want = ot.sinkhorn(np.full(B, 1 / B), np.full(2 ** K, 2.0 ** -K), -np.log(full), 1.0,
+                               numItermax=n_iter, stopThr=0)
+        np.testing.assert_allclose(want, balanced_assignment(logits, eps, n_iter, return_plan=True)[1].numpy(),
+                                   rtol=1e-9, atol=1e-15)
+        out = fn(Lo.clone(), Hi.clone(), n_iter)
+        case = f"B={B}, K={K} (n_lo={Lo.shape[1]}, n_hi={Hi.shape[1]}), {n_iter} iterations"
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise ExerciseError(f"{case}: return the pair (u, W): u (B,) and W (n_hi, n_lo), not the plan")
+        u, W = _audio_np(out[0]).ravel(), _audio_np(out[1])
+        if u.shape != (B,) or W.shape != (Hi.shape[1], Lo.shape[1]):
+            hint = " (the halves swapped: W is indexed [j_hi, j_lo])" if W.shape == (Lo.shape[1], Hi.shape[1]) else ""
+            raise ExerciseError(f"{case}: u should be (B,) = ({B},) and W (n_hi, n_lo) = {(Hi.shape[1], Lo.shape[1])}, "
+                                f"got {u.shape} and {W.shape}{hint}")
+        got = _factored_plan(u, W, Lo_np, Hi_np)
+        if np.allclose(got, want, rtol=1e-6, atol=1e-14):
+            continue
+        variants = [
+            (_factored_reference(Hi_np, Lo_np, n_iter), "the halves are swapped: code j = j_lo + n_lo j_hi, so the "
+             "column sums are Hi^T diag(u) Lo, an (n_hi, n_lo) table indexed [j_hi, j_lo]"),
+            (_factored_reference(Lo_np, Hi_np, n_iter, rows_first=True), "the rows are updated first: start with the "
+             "columns (W from u = 1), then the rows, so that every item's row is exact at the end"),
+            (_factored_reference(Lo_np, Hi_np, n_iter, with_u=False), "u is left out of the column sums: they are "
+             "sum_i u_i Hi[i, j_hi] Lo[i, j_lo] = Hi^T diag(u) Lo"),
+            (_factored_reference(Lo_np, Hi_np, n_iter, row_mass=1.0), "every item sends 1, not 1/B: the plan's rows "
+             "must sum to 1/B"),
+            (_factored_reference(Lo_np, Hi_np, n_iter + 1), f"that is {n_iter + 1} iterations: run n_iter = {n_iter}"),
+            (_factored_reference(Lo_np, Hi_np, n_iter - 1), f"that is {n_iter - 1} iterations: run n_iter = {n_iter}"),
+        ]
+        for (vu, vW), why in variants:
+            if vW.shape == W.shape and np.allclose(got, _factored_plan(vu, vW, Lo_np, Hi_np), rtol=1e-6, atol=1e-14):
                 raise ExerciseError(f"{case}: {why}")
-        row_err, col_err = _ot_marginal_report(got, a, b)
-        if np.allclose(got.sum(0), 1.0 / m) and not np.allclose(b, 1.0 / m):
-            raise ExerciseError(f"{case}: column marginals are uniform (1/m): they must be b")
-        if np.allclose(got.sum(1), 1.0 / n) and not np.allclose(a, 1.0 / n):
-            raise ExerciseError(f"{case}: row marginals are uniform (1/n): they must be a")
-        close = np.abs(got - want).max() < 0.3 * want.max()
-        if close and min(row_err, col_err) < 1e-9 < max(row_err, col_err):
-            which = "column" if col_err > row_err else "row"
-            raise ExerciseError(f"{case}: the {which} marginals are off by up to {max(row_err, col_err):.2g} while "
-                                f"the other ones are exact: Sinkhorn stopped before converging; run all n_iter = "
-                                f"{n_iter} iterations (each update fixes one marginal and disturbs the other)")
-        if row_err > 1e-6 and col_err > 1e-6:
-            raise ExerciseError(f"{case}: neither marginal is matched (rows off by {row_err:.2g}, columns by "
-                                f"{col_err:.2g}): P = diag(u) K diag(v) with u = a / (K v), v = b / (K^T u)")
-        if row_err > 1e-6 or col_err > 1e-6:
-            which, err, want_name = ("row", row_err, "a") if row_err > col_err else ("column", col_err, "b")
-            raise ExerciseError(f"{case}: the {which} marginals are not matched: P.sum({int(which == 'column')}) "
-                                f"should equal {want_name} (largest error {err:.2g})")
-        raise ExerciseError(f"{case}: both marginals are right but P is not the entropic plan (largest difference "
-                            f"{np.abs(got - want).max():.2g}): check the kernel K = exp(-C / eps)")
-    _ok("sinkhorn")
+        rows = got.sum(1) * B
+        raise ExerciseError(f"{case}: the plan differs from ot.sinkhorn's by up to {np.abs(got - want).max():.2g} "
+                            f"(B x row sums {rows.min():.4g} ... {rows.max():.4g}): W = (1 / 2^K) / (Hi^T diag(u) Lo), "
+                            "then u = (1 / B) / (row sums Hi_i^T W Lo_i)")
+    _ok("factored_sinkhorn")
 
 
 def _balanced_plan_reference(logits, eps, n_iter, bit_order=1, sign=1.0, squash=True):
@@ -294,13 +303,23 @@ def check_balanced_assignment(fn) -> None:
 
 # ---- solutions: the notebook's exercises answered (`make test` runs it with them)
 
-def solution_sinkhorn(a, b, C, eps, n_iter):
-    """Exercise 1: the entropic plan, in the log domain."""
+def _sinkhorn_log(a, b, C, eps, n_iter):
+    """The entropic plan by n_iter log-domain Sinkhorn iterations, columns first (section 2's `sinkhorn_log`)."""
     f, g = np.zeros_like(a), np.zeros_like(b)
     for _ in range(n_iter):
         g = eps * np.log(b) - eps * logsumexp((f[:, None] - C) / eps, axis=0)
         f = eps * np.log(a) - eps * logsumexp((g[None, :] - C) / eps, axis=1)
     return np.exp((f[:, None] + g[None, :] - C) / eps)
+
+
+def solution_factored_sinkhorn(Lo, Hi, n_iter):
+    """Exercise 1: Sinkhorn on the factorised kernel, columns first; the plan is u_i Hi[i, j_hi] Lo[i, j_lo] W[j_hi, j_lo]."""
+    B, n = Lo.shape[0], Lo.shape[1] * Hi.shape[1]
+    u = torch.ones(B, dtype=Lo.dtype)
+    for _ in range(n_iter):
+        W = (1.0 / n) / (Hi.T @ (u[:, None] * Lo))  # (n_hi, n_lo): every code receives 1/2^K
+        u = (1.0 / B) / (Hi * (Lo @ W.T)).sum(1)  # (B,): every item sends 1/B
+    return u, W
 
 
 def solution_balanced_plan(logits, eps, n_iter):
@@ -309,4 +328,4 @@ def solution_balanced_plan(logits, eps, n_iter):
     j = np.arange(2 ** K)
     V = 2.0 * ((j[:, None] >> np.arange(K)) & 1) - 1.0  # (2^K, K) bit k of code j, as -1 / +1
     C = -np.tanh(logits) @ V.T / K  # (B, 2^K)
-    return solution_sinkhorn(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps, n_iter)
+    return _sinkhorn_log(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps, n_iter)

@@ -2,8 +2,9 @@
 
 Two models trained with the same budget, with and without the OT hash loss, against random-hyperplane LSH:
 bucket balance and the share of the database a lookup scores. Figures: top-1 against the share scored
-(bucket sizes are notebook 06's, training curves notebook 05's). Exercises: the normalised entropy of the
-bucket occupancy, packing sign bits into codes, and the expected candidates of a probe, sum_b n_b^2 / N.
+(bucket sizes are notebook 06's, training curves notebook 05's). Exercises: the Hamming distance between packed
+codes (how far a distortion moves a window's code), the probability that L tables of K random hyperplanes keep
+a pair together, and the expected candidates of a probe that also visits the K buckets one bit away.
 
 References: A. Singh, K. Demuynck, V. Arora, ICASSP 2023; M. Charikar, STOC 2002 (random-hyperplane LSH);
 Q. Lv et al., VLDB 2007 (multi-probe LSH).
@@ -13,15 +14,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from ..ot import bucket_stats, pack_codes
+from ..ot import code_bits
 from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb05_contrastive_learning import plot_training_curves
 from .nb06_optimal_transport import plot_bucket_sizes
 
 __all__ = ["plot_training_curves", "plot_bucket_sizes", "plot_search_tradeoff", "wilson_interval",
-           "paired_difference", "compare", "at_equal_share", "check_bucket_entropy",
-           "check_pack_codes", "check_expected_candidates",
-           "exercise", "passed", "solution_bucket_entropy", "solution_pack_codes", "solution_expected_candidates"]
+           "paired_difference", "compare", "at_equal_share", "check_hamming",
+           "check_lsh_collision", "check_radius1_candidates",
+           "exercise", "passed", "solution_hamming", "solution_lsh_collision", "solution_radius1_candidates"]
 
 exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
@@ -155,170 +156,207 @@ def at_equal_share(name_a, curve_a, name_b, curve_b, n_queries: int, level: floa
 
 # ---- exercises
 
-def _code_cases():
-    """(codes, K) cases: skewed, fewer items than buckets, one bucket, perfectly even."""
+def _hamming_cases():
+    """(c1, c2, K): random codes with their top bits set, pairs a few flips apart, identical pairs."""
     rng = np.random.default_rng(5)
-    return [(np.minimum(rng.geometric(0.05, 2000), 255).astype(np.int64), 8),
-            (rng.integers(0, 2 ** 16, 300) & rng.integers(0, 2 ** 16, 300), 16),
-            (np.full(500, 1234, dtype=np.int64), 16),
-            (np.repeat(np.arange(64), 5), 6),
-            (rng.integers(0, 2 ** 12, 20000) >> rng.integers(0, 6, 20000), 12)]
+    out = []
+    for K, N in ((16, 300), (32, 200), (5, 64)):
+        c1 = rng.integers(0, 2 ** K, N, dtype=np.int64).astype(np.uint64)
+        flips = (rng.random((N, K)) < rng.uniform(0.02, 0.4, (N, 1))) << np.arange(K)  # (N, K) a few bits each
+        c2 = c1 ^ flips.sum(1).astype(np.uint64)
+        c2[:5] = c1[:5]  # some codes kept
+        out.append((c1, c2, K))
+    return out
 
 
 @checker
-def check_bucket_entropy(your_fn) -> None:
-    """Check `your_fn(codes, K) -> normalised entropy` against `minihash.ot.bucket_stats`.
+def check_hamming(your_fn) -> None:
+    """Check `your_fn(c1, c2, K) -> (N,) bit flips`: the Hamming distance between packed K-bit codes.
 
-    The entropy of the bucket occupancy p_b = n_b / N in bits, divided by the most N
-    codes can reach, log2(min(N, 2^K)). Recognises natural logs mixed with log2, the
-    raw entropy, normalising by K or by the buckets in use, and empty buckets that turn
-    into NaN (0 log 0) or are counted in N.
+    c1 and c2 are (N,) unsigned integer codes (as `minihash.ot.pack_codes` packs them); the answer counts
+    the bits k < K in which they differ, compared with a count bit by bit (`minihash.ot.code_bits`). Names
+    the XOR returned uncounted, the numeric difference, the bits that agree, OR/AND counted and only the
+    low 8 bits counted.
 
     Notebook: 07_balanced_hashing.ipynb
     """
-    for k, (codes, K) in enumerate(_code_cases()):
-        st = bucket_stats(codes, K)
-        want = st["entropy_norm"]
+    for c1, c2, K in _hamming_cases():
+        b1, b2 = code_bits(c1, K), code_bits(c2, K)  # (N, K) 0/1
+        want = (b1 != b2).sum(1)
+        try:
+            got = np.asarray(your_fn(c1.copy(), c2.copy(), K))
+        except Exception as e:
+            raise ExerciseError(f"hamming raised {type(e).__name__}: {e} (inputs: two (N,) uint64 arrays and K)")
+        case = f"K={K}"
+        if got.shape != want.shape:
+            raise ExerciseError(f"{case}: expected one count per pair, shape {want.shape}, got {got.shape}")
+        if np.array_equal(got.astype(np.float64), want):
+            continue
+        x = (c1 ^ c2).astype(np.float64)
+        variants = [
+            (x, "that is the XOR itself, a number: count its set bits (np.bitwise_count, or ((x >> k) & 1) summed "
+                "over k)"),
+            (np.abs(c1.astype(np.float64) - c2.astype(np.float64)), "that is the numeric difference: two codes "
+             "differing in their top bit are 2^(K-1) apart as numbers and 1 bit apart as codes; XOR, then count bits"),
+            (K - want, "that counts the bits that AGREE: the distance counts those that differ"),
+            ((b1 | b2).sum(1), "that counts the bits set in either code (OR): use XOR, set where they differ"),
+            ((b1 & b2).sum(1), "that counts the bits set in both (AND): use XOR, set where they differ"),
+            ((b1[:, :8] != b2[:, :8]).sum(1), "only the lowest 8 bits are counted (a cast to uint8, or "
+             "np.unpackbits on one byte?): count all K bits"),
+        ]
+        for value, why in variants:
+            if np.array_equal(got.astype(np.float64), np.asarray(value, dtype=np.float64)) and not np.array_equal(
+                    value, want):
+                raise ExerciseError(f"{case}: {why}")
+        i = int(np.flatnonzero(got != want)[0])
+        raise ExerciseError(f"{case}: pair {i}: {int(c1[i]):#b} and {int(c2[i]):#b} differ in {int(want[i])} bits, "
+                            f"got {got[i]}")
+    _ok("hamming")
+
+
+def _collision(cos, K, L, angle=True, clip=True):
+    c = np.clip(cos, -1, 1) if clip else cos
+    p = 1 - (np.arccos(c) if angle else c) / np.pi  # one hyperplane keeps them on one side
+    return 1 - (1 - p ** K) ** L
+
+
+@checker
+def check_lsh_collision(your_fn) -> None:
+    """Check `your_fn(cos, K, L) -> probabilities`: two unit vectors share a bucket in at least one of L tables.
+
+    Each table is K random hyperplanes (Charikar 2002): one keeps two vectors at angle theta = arccos(cos) on
+    the same side with probability 1 - theta / pi, so a table's K-bit codes agree with probability
+    p = (1 - theta / pi)^K, and at least one of L independent tables with 1 - (1 - p)^L. Checked against
+    that formula (and a Monte Carlo draw of hyperplanes); names the cosine used for the angle, no power K,
+    the union bound L p, a missing clip (cosines a rounding error above 1) and degrees.
+
+    Notebook: 07_balanced_hashing.ipynb
+    """
+    cos = np.r_[np.linspace(-0.9, 0.99, 12), 1.0 + 2e-16, 1.0]  # the last two: a rounding error above 1, and 1
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((20000, 2))  # Monte Carlo: random directions in the plane of the two vectors
+    a, b = np.array([1.0, 0.0]), np.array([0.6, 0.8])  # cosine 0.6
+    same = np.mean(np.sign(v @ a) == np.sign(v @ b))
+    assert abs(same - (1 - np.arccos(0.6) / np.pi)) < 0.01
+    for K, L in ((16, 1), (8, 4), (1, 1), (12, 20)):
+        want = _collision(cos, K, L)
+        with np.errstate(invalid="ignore"):
+            try:
+                got = np.asarray(your_fn(cos.copy(), K, L), dtype=np.float64)
+            except Exception as e:
+                raise ExerciseError(f"lsh_collision raised {type(e).__name__}: {e} (inputs: an array, K, L)")
+        case = f"K={K}, L={L}"
+        if got.shape != want.shape:
+            raise ExerciseError(f"{case}: expected one probability per cosine, shape {want.shape}, got {got.shape}")
+        if np.allclose(got, want, rtol=1e-9, atol=1e-12):
+            continue
+        if np.isnan(got).any():
+            raise ExerciseError(f"{case}: NaN for cosine {float(cos[np.isnan(got)][0])!r}: a dot product of unit vectors can "
+                                "exceed 1 by a rounding error; clip the cosines to [-1, 1] before arccos")
+        theta = np.arccos(np.clip(cos, -1, 1))
+        variants = [
+            (_collision(cos, K, L, angle=False), "the cosine is used as the angle: theta = arccos(cos), and a bit "
+             "agrees with probability 1 - theta / pi"),
+            (_collision(cos, 1, L), "no power K: all K bits of a table must agree, p = (1 - theta / pi)^K"),
+            (_collision(cos, K, 1), "L is ignored: that is one table; with L independent ones, 1 - (1 - p)^L"),
+            (np.minimum(1.0, L * (1 - theta / np.pi) ** K), "L p is the union bound, an upper limit: the tables are "
+             "independent, so P(at least one) = 1 - (1 - p)^L"),
+            ((1 - theta / np.pi) ** (K * L), "that asks every one of the L tables to agree: a query finds its "
+             "window if ANY table does, 1 - (1 - p)^L"),
+            (1 - (1 - (1 - np.degrees(theta) / np.pi) ** K) ** L, "the angle is in degrees: arccos gives radians, "
+             "and 1 - theta / pi needs them"),
+        ]
+        for value, why in variants:
+            with np.errstate(invalid="ignore"):
+                hit = np.allclose(got, value, rtol=1e-9, atol=1e-12) and not np.allclose(value, want)
+            if hit:
+                raise ExerciseError(f"{case}: {why}")
+        i = int(np.argmax(np.abs(got - want)))
+        raise ExerciseError(f"{case}: for cosine {cos[i]:.3g} got {got[i]:.6g}, expected {want[i]:.6g} = "
+                            "1 - (1 - (1 - arccos(cos) / pi)^K)^L")
+    _ok("lsh_collision")
+
+
+def _radius1(codes, K, own=True, neighbours=True, flip="xor", weighted=True):
+    """Expected candidates of a probe of a query's bucket and its K one-bit neighbours, by brute force."""
+    b = code_bits(np.asarray(codes), K)  # (N, K)
+    if flip == "xor":
+        d = (b[:, None, :] != b[None, :, :]).sum(-1)  # (N, N) Hamming distances
+        hit = (d == 0) * own + (d == 1) * neighbours
+    else:  # the neighbours as c + 2^k
+        c = np.asarray(codes).astype(np.int64)
+        nb = (c[:, None] + (1 << np.arange(K))[None, :])  # (N, K)
+        hit = (c[:, None] == c[None, :]) * own + (nb[:, :, None] == c[None, None, :]).sum(1) * neighbours
+    per_query = hit.sum(1)  # (N,) candidates of each window as a query
+    if weighted:
+        return float(per_query.mean())
+    _, first = np.unique(codes, return_index=True)
+    return float(per_query[first].mean())  # one query per bucket in use
+
+
+@checker
+def check_radius1_candidates(your_fn) -> None:
+    """Check `your_fn(codes, K) -> float`: the expected candidates when a probe visits the query's bucket
+    and the K buckets one bit away, queries distributed like the data.
+
+    (1 / N) sum over windows i of the windows whose code is at Hamming distance 0 or 1 from code i, against
+    that brute-force count over all pairs. Names the query's own bucket left out, the neighbours' sizes
+    taken as the own bucket's, the neighbours found by adding 2^k instead of flipping bit k, the mean over
+    buckets in use, and one probe only.
+
+    Notebook: 07_balanced_hashing.ipynb
+    """
+    rng = np.random.default_rng(11)
+    cases = [(rng.integers(0, 16, 300) | (rng.integers(0, 16, 300) & 3), 4),
+             (np.minimum(rng.geometric(0.1, 800), 255), 8),
+             (rng.integers(0, 2 ** 10, 1500) >> rng.integers(0, 5, 1500), 10),
+             (np.array([0, 0, 0, 1, 2, 3, 3, 7, 12]), 4)]
+    for k, (codes, K) in enumerate(cases):
+        codes = codes.astype(np.uint64)
+        want = _radius1(codes, K)
         try:
             got = float(np.asarray(your_fn(codes.copy(), K)).item())
         except Exception as e:
-            raise ExerciseError(f"bucket_entropy raised {type(e).__name__}: {e} (return one number)")
-        if abs(got - want) < 1e-6:
+            raise ExerciseError(f"radius1_candidates raised {type(e).__name__}: {e} (return one number)")
+        if abs(got - want) <= 1e-9 * max(1.0, want):
             continue
-        N, used = len(codes), st["n_buckets_used"]
-        H = st["entropy_bits"]
-        where = f"case {k} (N={N}, K={K}, {used} buckets used): got {got:.6g}, expected {want:.6g}"
-        if np.isnan(got):
-            raise ExerciseError(f"{where}: NaN. Empty buckets give 0 * log(0) = nan: they add nothing to the "
-                                "entropy, so sum only over the buckets in use (np.unique(..., return_counts=True))")
-        bound = np.log2(min(N, 2 ** K))
+        _, n = np.unique(codes, return_counts=True)
+        one = float((n.astype(np.float64) ** 2).sum() / n.sum())
+        where = f"case {k} (N={len(codes)}, K={K}): got {got:.6g}, expected {want:.6g}"
         variants = [
-            (want * np.log(2), "the entropy is in nats (natural log) but the bound is in bits: use log2 in both"),
-            (want / np.log(2), "the entropy is in bits but the bound in nats: use log2 in both"),
-            (H, "that is the raw entropy in bits: divide by log2(min(N, 2^K)), the most N codes can reach"),
-            (H * np.log(2), "that is the raw entropy in nats: use log2, then divide by log2(min(N, 2^K))"),
-            (H / K, "you divided by K = log2(2^K): N items can fill at most N buckets, so divide by "
-                    "log2(min(N, 2^K))"),
-            (H / np.log2(used) if used > 1 else np.nan, "you divided by log2 of the buckets in use: that is 1 for "
-                                                        "any set of equally full buckets, however few. Divide by "
-                                                        "log2(min(N, 2^K))"),
-        ]
-        p_wrong = np.unique(codes, return_counts=True)[1] / 2 ** K  # counts over the number of buckets
-        variants.append((float(-(p_wrong * np.log2(p_wrong)).sum() / bound),
-                         "p_b is n_b / N (the share of items in bucket b), not n_b / 2^K"))
-        for value, why in variants:
-            if np.isfinite(value) and abs(got - value) < 1e-6:
-                raise ExerciseError(f"{where}: {why}")
-        raise ExerciseError(where)
-    _ok("bucket_entropy")
-
-
-@checker
-def check_pack_codes(your_fn) -> None:
-    """Check `your_fn(logits (N, K)) -> (N,) integer codes` against `minihash.ot.pack_codes`.
-
-    Bit k of the code is set where logit k > 0 (strictly): logit 0 is the least
-    significant bit. Recognises the bit order reversed, >= for >, inverted bits, +-1
-    weights, and overflow of signed 32-bit integers.
-
-    Notebook: 07_balanced_hashing.ipynb
-    """
-    rng = np.random.default_rng(9)
-    for K in (16, 8, 32, 5):
-        L = rng.standard_normal((400, K)).astype(np.float32)
-        L[rng.random(L.shape) < 0.05] = 0.0  # exact zeros: the sign convention shows
-        L[0] = 1.0  # every bit set
-        want = pack_codes(L).astype(np.uint64)
-        try:
-            got = np.asarray(your_fn(L.copy()))
-        except Exception as e:
-            raise ExerciseError(f"pack_codes raised {type(e).__name__}: {e} (input: a (N, K) float array)")
-        if got.shape != want.shape:
-            raise ExerciseError(f"pack_codes (K={K}): expected shape {want.shape}, one code per row, got {got.shape}")
-        if not np.issubdtype(got.dtype, np.integer):
-            raise ExerciseError(f"pack_codes: return integers (got {got.dtype})")
-        if np.any(got.astype(np.int64) < 0):
-            raise ExerciseError(f"pack_codes (K={K}): negative codes: a signed integer overflowed when the top bit "
-                                "was set; use an unsigned type wide enough (np.uint32 for K <= 32, np.uint64 above)")
-        got = got.astype(np.uint64)
-        if np.array_equal(got, want):
-            continue
-        where = f"pack_codes (K={K})"
-        bits = (L > 0).astype(np.uint64)
-        w = np.uint64(1) << np.arange(K, dtype=np.uint64)
-        if np.array_equal(got, (bits * w[::-1]).sum(1, dtype=np.uint64)):
-            raise ExerciseError(f"{where}: the bit order is reversed: logit 0 is bit 0, the least significant "
-                                "(weight 2^0), logit k has weight 2^k")
-        if np.array_equal(got, ((L >= 0).astype(np.uint64) * w).sum(1, dtype=np.uint64)):
-            raise ExerciseError(f"{where}: a logit of exactly 0 gave a 1 bit: the bit is logit > 0 (strict)")
-        if np.array_equal(got, ((L < 0).astype(np.uint64) * w).sum(1, dtype=np.uint64)) or \
-                np.array_equal(got, ((L <= 0).astype(np.uint64) * w).sum(1, dtype=np.uint64)):
-            raise ExerciseError(f"{where}: the bits are inverted: a bit is 1 where the logit is positive")
-        signed = ((2 * bits.astype(np.int64) - 1) * w.astype(np.int64)).sum(1)
-        if np.array_equal(got.astype(np.int64), signed):
-            raise ExerciseError(f"{where}: you weighted +-1 signs: a code's bits are 0/1 (logit > 0)")
-        i = int(np.flatnonzero(got != want)[0])
-        raise ExerciseError(f"{where}: row {i} gives {int(got[i])} = 0b{int(got[i]):b}, expected {int(want[i])} = "
-                            f"0b{int(want[i]):b} (bit k set where logit k > 0)")
-    _ok("pack_codes")
-
-
-@checker
-def check_expected_candidates(your_fn) -> None:
-    """Check `your_fn(codes) -> expected candidates per probe` = sum_b n_b^2 / N.
-
-    A query distributed like the data lands in bucket b with probability n_b / N and
-    then scores its n_b items. Recognises the mean bucket size, the collision
-    probability (no factor N), a missing 1 / N, the largest bucket and n_b - 1.
-
-    Notebook: 07_balanced_hashing.ipynb
-    """
-    for k, (codes, K) in enumerate(_code_cases() + [(np.array([3, 3, 3, 7, 9, 9, 11]), 4)]):
-        n = np.unique(codes, return_counts=True)[1].astype(np.float64)
-        N = n.sum()
-        want = float((n ** 2).sum() / N)
-        try:
-            got = float(np.asarray(your_fn(codes.copy())).item())
-        except Exception as e:
-            raise ExerciseError(f"expected_candidates raised {type(e).__name__}: {e} (return one number)")
-        if abs(got - want) <= 1e-6 * max(1.0, want):
-            continue
-        where = f"case {k} (N={int(N)}, {len(n)} buckets used): got {got:.6g}, expected {want:.6g}"
-        variants = [
-            (N / len(n), "that is the mean size of the buckets in use; but a query falls in bucket b with "
-                         "probability n_b / N (it is distributed like the data), so big buckets count more: "
-                         "sum_b (n_b / N) * n_b"),
-            (want / N, "that is the probability that two random items share a bucket; multiply by N to count "
-                       "candidates"),
-            (want * N, "divide by N: sum_b n_b^2 / N"),
-            (n.max(), "that is the largest bucket, the worst case; the expectation weighs every bucket by n_b / N"),
-            (float((n * (n - 1)).sum() / N), "you used n_b - 1: a query is not in the database, it scores all n_b "
-                                             "items of its bucket"),
+            (_radius1(codes, K, own=False), "the query's own bucket is left out: probe it AND its K neighbours"),
+            (one, "that is one probe, sum_b n_b^2 / N: add the windows in the K buckets one bit away"),
+            ((K + 1) * one, "each neighbour bucket has its own size (often 0): look up n at code ^ (1 << k), do not "
+                            "reuse the query's own n_b"),
+            (_radius1(codes, K, flip="add"), "the neighbours are code + 2^k: that carries into the next bit when bit "
+                                             "k is set; flip bit k with XOR, code ^ (1 << k)"),
+            (_radius1(codes, K, weighted=False), "that is the mean over buckets in use: a query lands in bucket b with "
+                                                 "probability n_b / N, so weigh each bucket's total by n_b / N"),
         ]
         for value, why in variants:
-            if abs(got - value) <= 1e-6 * max(1.0, abs(value)) and abs(value - want) > 1e-9:
+            if abs(got - value) <= 1e-9 * max(1.0, value) and abs(value - want) > 1e-9 * max(1.0, want):
                 raise ExerciseError(f"{where}: {why}")
         raise ExerciseError(where)
-    _ok("expected_candidates")
+    _ok("radius1_candidates")
 
 
 # ---- solutions: the notebook's exercises answered (`make test` runs it with them)
 
-def solution_bucket_entropy(codes, K):
-    """Exercise 1: the bucket occupancy's entropy in bits over log2 min(N, 2^K)."""
-    _, n = np.unique(codes, return_counts=True)
-    p = n / n.sum()
-    return float(-(p * np.log2(p)).sum() / np.log2(min(len(codes), 2 ** K)))
+def solution_hamming(c1, c2, K):
+    """Exercise 1: the bits k < K in which c1 and c2 differ."""
+    x = (np.asarray(c1) ^ np.asarray(c2)).astype(np.uint64)
+    return sum(((x >> np.uint64(k)) & np.uint64(1)).astype(np.int64) for k in range(K))
 
 
-def solution_pack_codes(logits):
-    """Exercise 2: one integer per row, bit k set where logit k > 0."""
-    K = logits.shape[1]
-    bits = (logits > 0).astype(np.uint64)
-    return (bits << np.arange(K, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+def solution_lsh_collision(cos, K, L):
+    """Exercise 2: P(same bucket in at least one of L tables of K random-hyperplane bits)."""
+    p = (1 - np.arccos(np.clip(cos, -1.0, 1.0)) / np.pi) ** K  # one table: all K bits agree
+    return 1 - (1 - p) ** L
 
 
-def solution_expected_candidates(codes):
-    """Exercise 3: sum of squared bucket sizes over N."""
-    _, n = np.unique(codes, return_counts=True)
-    return float((n.astype(np.float64) ** 2).sum() / n.sum())
+def solution_radius1_candidates(codes, K):
+    """Exercise 3: (1 / N) sum_b n_b (n_b + sum_k n_(b ^ 2^k)), the bucket and its K one-bit neighbours."""
+    u, n = np.unique(np.asarray(codes).astype(np.int64), return_counts=True)
+    size = dict(zip(u.tolist(), n.tolist()))
+    total = [nb * (nb + sum(size.get(b ^ (1 << k), 0) for k in range(K))) for b, nb in zip(u.tolist(), n.tolist())]
+    return sum(total) / n.sum()
