@@ -231,13 +231,12 @@ def _wrong_probes(logits, n_probes):  # single-bit flips only, least confident f
     return np.array([0] + [1 << int(k) for k in order], dtype=np.uint64)[:n_probes]
 
 
-def _vote_flipped(win, rows, sims, q_starts, track_ids, starts, hop_s):  # the offset's sign flipped
-    tr = track_ids[rows]
-    b = np.rint((q_starts[win] - starts[rows]) / hop_s).astype(int)  # query start - database start
-    H = np.zeros((tr.max() + 1, b.max() - b.min() + 1))
-    np.add.at(H, (tr, b - b.min()), np.maximum(sims, 0.0))
-    t, j = np.unravel_index(np.argmax(H), H.shape)
-    return int(t), int(j + b.min())
+def _passes(how):  # allowed_passes with a classic mistake (the checker's own variants)
+    return lambda n, mf, conf: _lesson("nb08_search")._passes_variants(n, mf, conf)[how]
+
+
+def _agree(**how):  # Match.agree with a classic mistake
+    return lambda *args: _lesson("nb08_search")._agree(*args, **how)
 
 
 def _wrong_threshold(scores, max_false):  # a threshold equal to the first score that must not pass
@@ -275,10 +274,9 @@ WRONG = {  # checker: (lesson module, a classic wrong answer)
     "check_hamming": ("nb07_balanced_hashing", lambda c1, c2, K: c1 ^ c2),
     "check_lsh_collision": ("nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, union=True)),
     "check_radius1_candidates": ("nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, add=True)),
-    "check_bucket_lookup": ("nb08_search", lambda cs, code: (int(np.searchsorted(cs, code, "left")),
-                                                             int(np.searchsorted(cs, code, "right")) - 1)),
+    "check_allowed_passes": ("nb08_search", _passes("plain")),
     "check_probe_order": ("nb08_search", _wrong_probes),
-    "check_vote": ("nb08_search", _vote_flipped),
+    "check_agree": ("nb08_search", _agree(pick="all")),
     "check_ncc": ("nb09_benchmark", lambda q, x: np.correlate(np.asarray(x, float), np.asarray(q, float), "valid")),
     "check_threshold": ("nb09_benchmark", _wrong_threshold),
     "check_phone_filter": ("nb10_your_own_audio", _wrong_phone_filter),
@@ -345,6 +343,17 @@ MISTAKES = [  # (checker, lesson module, a classic wrong answer, words the expla
     ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, own=False),
      "own bucket is left out"),
     ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, 0), "one probe"),
+    ("check_allowed_passes", "nb08_search", _passes("plain"), "floor(max_false * n)"),
+    ("check_allowed_passes", "nb08_search", _passes("one more"), "one too many"),
+    ("check_allowed_passes", "nb08_search", _passes("two-sided"), "two-sided"),
+    ("check_allowed_passes", "nb08_search", _passes("lower"), "LOWER bound"),
+    ("check_allowed_passes", "nb08_search", _passes("normal"), "normal approximation"),
+    ("check_allowed_passes", "nb08_search", lambda n, mf, conf: 0.05 * n, "whole number"),
+    ("check_agree", "nb08_search", _agree(pick="all"), "candidates, not windows"),
+    ("check_agree", "nb08_search", _agree(pick="first"), "first candidate"),
+    ("check_agree", "nb08_search", _agree(any_track=True), "another track"),
+    ("check_agree", "nb08_search", _agree(sign=-1.0), "minus the query window's start"),
+    ("check_agree", "nb08_search", _agree(tol=0.5), "own 0.1 s bin"),
 ]
 
 
