@@ -217,13 +217,9 @@ def _factored(Lo, Hi, n_iter, rows_first=False, with_u=True, row_mass=None):  # 
     return u, W
 
 
-def _wrong_balanced_plan(logits, eps, n_iter):  # the bits of code j read most significant first
-    B, K = logits.shape
-    j = np.arange(2 ** K)
-    V = 2.0 * ((j[:, None] >> np.arange(K)[::-1]) & 1) - 1.0
-    C = -np.tanh(logits) @ V.T / K
-    return _lesson("nb06_optimal_transport")._sinkhorn_log(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps,
-                                                            n_iter)
+def _targets(**how):  # the per-bit targets from the factors, with a classic mistake
+    return lambda u, W, Lo, Hi: _lesson("nb06_optimal_transport")._bit_targets(
+        *(np.asarray(x) for x in (u, W, Lo, Hi)), **how)
 
 
 def _wrong_probes(logits, n_probes):  # single-bit flips only, least confident first
@@ -270,7 +266,7 @@ WRONG = {  # checker: (lesson module, a classic wrong answer)
     "check_top1": ("nb05_contrastive_learning",
                    lambda q, r, truth: float(((np.asarray(q) @ np.asarray(r).T).argmax(1) == truth).mean())),
     "check_factored_sinkhorn": ("nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, with_u=False)),
-    "check_balanced_assignment": ("nb06_optimal_transport", _wrong_balanced_plan),
+    "check_bit_targets": ("nb06_optimal_transport", _targets(times_B=False)),
     "check_hamming": ("nb07_balanced_hashing", lambda c1, c2, K: c1 ^ c2),
     "check_lsh_collision": ("nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, union=True)),
     "check_radius1_candidates": ("nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, add=True)),
@@ -329,6 +325,12 @@ MISTAKES = [  # (checker, lesson module, a classic wrong answer, words the expla
     ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Hi, Lo, n), "halves"),
     ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n + 1),
      "iterations: run n_iter"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(times_B=False), "B times that mass"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(hi_first=True), "halves are swapped"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(with_u=False), "u is left out"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(set_bit=False), "bit k is -1"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(msb_first=True), "other way round"),
+    ("check_bit_targets", "nb06_optimal_transport", lambda u, W, Lo, Hi: Lo, "should be (B, K)"),
     ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: c1 ^ c2, "XOR itself"),
     ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: _hamming(c1, c2, K, op="or"), "(OR)"),
     ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: _hamming(c1, c2, K, low=8), "lowest 8 bits"),
