@@ -217,13 +217,9 @@ def _factored(Lo, Hi, n_iter, rows_first=False, with_u=True, row_mass=None):  # 
     return u, W
 
 
-def _wrong_balanced_plan(logits, eps, n_iter):  # the bits of code j read most significant first
-    B, K = logits.shape
-    j = np.arange(2 ** K)
-    V = 2.0 * ((j[:, None] >> np.arange(K)[::-1]) & 1) - 1.0
-    C = -np.tanh(logits) @ V.T / K
-    return _lesson("nb06_optimal_transport")._sinkhorn_log(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps,
-                                                            n_iter)
+def _targets(**how):  # the per-bit targets from the factors, with a classic mistake
+    return lambda u, W, Lo, Hi: _lesson("nb06_optimal_transport")._bit_targets(
+        *(np.asarray(x) for x in (u, W, Lo, Hi)), **how)
 
 
 def _wrong_probes(logits, n_probes):  # single-bit flips only, least confident first
@@ -231,13 +227,12 @@ def _wrong_probes(logits, n_probes):  # single-bit flips only, least confident f
     return np.array([0] + [1 << int(k) for k in order], dtype=np.uint64)[:n_probes]
 
 
-def _vote_flipped(win, rows, sims, q_starts, track_ids, starts, hop_s):  # the offset's sign flipped
-    tr = track_ids[rows]
-    b = np.rint((q_starts[win] - starts[rows]) / hop_s).astype(int)  # query start - database start
-    H = np.zeros((tr.max() + 1, b.max() - b.min() + 1))
-    np.add.at(H, (tr, b - b.min()), np.maximum(sims, 0.0))
-    t, j = np.unravel_index(np.argmax(H), H.shape)
-    return int(t), int(j + b.min())
+def _passes(how):  # allowed_passes with a classic mistake (the checker's own variants)
+    return lambda n, mf, conf: _lesson("nb08_search")._passes_variants(n, mf, conf)[how]
+
+
+def _agree(**how):  # Match.agree with a classic mistake
+    return lambda *args: _lesson("nb08_search")._agree(*args, **how)
 
 
 def _wrong_threshold(scores, max_false):  # a threshold equal to the first score that must not pass
@@ -271,14 +266,13 @@ WRONG = {  # checker: (lesson module, a classic wrong answer)
     "check_top1": ("nb05_contrastive_learning",
                    lambda q, r, truth: float(((np.asarray(q) @ np.asarray(r).T).argmax(1) == truth).mean())),
     "check_factored_sinkhorn": ("nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n, with_u=False)),
-    "check_balanced_assignment": ("nb06_optimal_transport", _wrong_balanced_plan),
+    "check_bit_targets": ("nb06_optimal_transport", _targets(times_B=False)),
     "check_hamming": ("nb07_balanced_hashing", lambda c1, c2, K: c1 ^ c2),
     "check_lsh_collision": ("nb07_balanced_hashing", lambda cos, K, L: _collision(cos, K, L, union=True)),
     "check_radius1_candidates": ("nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, add=True)),
-    "check_bucket_lookup": ("nb08_search", lambda cs, code: (int(np.searchsorted(cs, code, "left")),
-                                                             int(np.searchsorted(cs, code, "right")) - 1)),
+    "check_allowed_passes": ("nb08_search", _passes("plain")),
     "check_probe_order": ("nb08_search", _wrong_probes),
-    "check_vote": ("nb08_search", _vote_flipped),
+    "check_agree": ("nb08_search", _agree(pick="all")),
     "check_ncc": ("nb09_benchmark", lambda q, x: np.correlate(np.asarray(x, float), np.asarray(q, float), "valid")),
     "check_threshold": ("nb09_benchmark", _wrong_threshold),
     "check_phone_filter": ("nb10_your_own_audio", _wrong_phone_filter),
@@ -331,6 +325,12 @@ MISTAKES = [  # (checker, lesson module, a classic wrong answer, words the expla
     ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Hi, Lo, n), "halves"),
     ("check_factored_sinkhorn", "nb06_optimal_transport", lambda Lo, Hi, n: _factored(Lo, Hi, n + 1),
      "iterations: run n_iter"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(times_B=False), "B times that mass"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(hi_first=True), "halves are swapped"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(with_u=False), "u is left out"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(set_bit=False), "bit k is -1"),
+    ("check_bit_targets", "nb06_optimal_transport", _targets(msb_first=True), "other way round"),
+    ("check_bit_targets", "nb06_optimal_transport", lambda u, W, Lo, Hi: Lo, "should be (B, K)"),
     ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: c1 ^ c2, "XOR itself"),
     ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: _hamming(c1, c2, K, op="or"), "(OR)"),
     ("check_hamming", "nb07_balanced_hashing", lambda c1, c2, K: _hamming(c1, c2, K, low=8), "lowest 8 bits"),
@@ -345,6 +345,17 @@ MISTAKES = [  # (checker, lesson module, a classic wrong answer, words the expla
     ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, K, own=False),
      "own bucket is left out"),
     ("check_radius1_candidates", "nb07_balanced_hashing", lambda codes, K: _radius1(codes, 0), "one probe"),
+    ("check_allowed_passes", "nb08_search", _passes("plain"), "floor(max_false * n)"),
+    ("check_allowed_passes", "nb08_search", _passes("one more"), "one too many"),
+    ("check_allowed_passes", "nb08_search", _passes("two-sided"), "two-sided"),
+    ("check_allowed_passes", "nb08_search", _passes("lower"), "LOWER bound"),
+    ("check_allowed_passes", "nb08_search", _passes("normal"), "normal approximation"),
+    ("check_allowed_passes", "nb08_search", lambda n, mf, conf: 0.05 * n, "whole number"),
+    ("check_agree", "nb08_search", _agree(pick="all"), "candidates, not windows"),
+    ("check_agree", "nb08_search", _agree(pick="first"), "first candidate"),
+    ("check_agree", "nb08_search", _agree(any_track=True), "another track"),
+    ("check_agree", "nb08_search", _agree(sign=-1.0), "minus the query window's start"),
+    ("check_agree", "nb08_search", _agree(tol=0.5), "own 0.1 s bin"),
 ]
 
 

@@ -4,7 +4,7 @@ Transport plans, the exact (Kantorovich) problem, entropic regularisation and Si
 balanced assignment that keeps hash codes from collapsing (SwAV's, as Singh et al. 2023 use it). Figures:
 a plan between two point clouds and as a matrix, items per code, and bucket sizes (also read in 07 and 08).
 Exercises: Sinkhorn on the bit-factorised kernel, never forming the (B, 2^K) matrix (against POT's `ot.sinkhorn`
-and `minihash.ot.balanced_assignment`), and the balanced plan (against `minihash.ot.sinkhorn`).
+and `minihash.ot.balanced_assignment`), and the per-bit targets q from those factors (against its q).
 
 References: M. Cuturi, NeurIPS 2013; G. Peyré, M. Cuturi, Computational Optimal Transport, 2019; M. Caron
 et al., NeurIPS 2020 (SwAV); R. Flamary et al., JMLR 2021 (POT).
@@ -16,14 +16,13 @@ import warnings
 import numpy as np
 import ot
 import torch
-from scipy.special import logsumexp
 
-from ..ot import balanced_assignment, bit_kernel, bucket_stats, sinkhorn
+from ..ot import balanced_assignment, bit_kernel, bucket_stats
 from .common import ExerciseError, _audio_np, _fig_ax, _numpy, _ok, checker, exercise_decorator, passed
 
 __all__ = ["plot_transport_plan", "plot_plan_matrix", "plot_ot_code_counts", "plot_bucket_sizes",
-           "check_factored_sinkhorn", "check_balanced_assignment",
-           "exercise", "passed", "solution_factored_sinkhorn", "solution_balanced_plan"]
+           "check_factored_sinkhorn", "check_bit_targets",
+           "exercise", "passed", "solution_factored_sinkhorn", "solution_bit_targets"]
 
 exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
@@ -240,77 +239,76 @@ def check_factored_sinkhorn(fn) -> None:
     _ok("factored_sinkhorn")
 
 
-def _balanced_plan_reference(logits, eps, n_iter, bit_order=1, sign=1.0, squash=True):
-    """The balanced plan on the full (B, 2^K) cost matrix, and variants with the usual mistakes."""
-    B, K = logits.shape
-    j = np.arange(2 ** K)
-    shifts = np.arange(K) if bit_order == 1 else np.arange(K)[::-1]
-    V = 2.0 * ((j[:, None] >> shifts[None, :]) & 1) - 1.0  # (2^K, K) vertex j, bit k at column k
-    h = np.tanh(logits) if squash else logits
-    C = -sign * (h @ V.T) / K  # (B, 2^K)
-    return sinkhorn(torch.as_tensor(C), eps=eps, n_iter=n_iter, tol=0).numpy()
+def _bit_targets(u, W, Lo, Hi, times_B=True, with_u=True, hi_first=False, set_bit=True, msb_first=False):
+    """q (B, K) of the plan u_i Hi[i, j_hi] Lo[i, j_lo] W[j_hi, j_lo], from the factors (or a usual mistake)."""
+    B, n_lo, n_hi = Lo.shape[0], Lo.shape[1], Hi.shape[1]
+    k_lo, k_hi = n_lo.bit_length() - 1, n_hi.bit_length() - 1
+    uu = u[:, None] if with_u else 1.0
+    mass_lo, mass_hi = uu * Lo * (Hi @ W), uu * Hi * (Lo @ W.T)  # (B, n_lo), (B, n_hi): each row sums to 1/B
+
+    def bits(n, k):  # (n, k) bit k of code j, as 0 / 1
+        return (np.arange(n)[:, None] >> (np.arange(k)[::-1] if msb_first else np.arange(k))) & 1
+
+    q_lo, q_hi = mass_lo @ bits(n_lo, k_lo), mass_hi @ bits(n_hi, k_hi)
+    scale = B if times_B else 1.0
+    q = scale * np.concatenate([q_hi, q_lo] if hi_first else [q_lo, q_hi], axis=1)
+    return q if set_bit else scale * mass_lo.sum(1, keepdims=True) - q  # the mass with bit k unset
+
+
+_TARGET_MISTAKES = [  # (how the variant differs, the explanation)
+    ({"times_B": False}, "you return the plan's mass on the codes with bit k set; each row of the plan sums to 1/B, "
+                         "so q, a probability, is B times that mass"),
+    ({"hi_first": True}, "the halves are swapped: bits 0 .. k_lo - 1 are the low half (Lo, j_lo), the high half's "
+                         "bits come after them"),
+    ({"with_u": False}, "u is left out: the plan is u_i Hi[i, j_hi] Lo[i, j_lo] W[j_hi, j_lo]"),
+    ({"set_bit": False}, "you return the probability that bit k is -1: q is the mass on the codes whose bit k is SET "
+                         "(v_k = +1)"),
+    ({"msb_first": True}, "the bits of a half are read the other way round: bit k of j_lo is (j_lo >> k) & 1, bit 0 "
+                          "the lowest"),
+]
 
 
 @checker
-def check_balanced_assignment(fn) -> None:
-    """Check `fn(logits, eps, n_iter) -> P`: the balanced assignment of a batch to the 2^K codes.
+def check_bit_targets(fn) -> None:
+    """Check `fn(u, W, Lo, Hi) -> q`: the balanced plan's per-bit targets, from its factors, without the plan.
 
-    logits is a (B, K) numpy array. Code j is the vertex v of {-1, +1}^K with v_k = +1 where
-    bit k of j is set ((j >> k) & 1, bit 0 the lowest). The cost of item i and code j is
-    -<v_j, tanh(logits_i)> / K; P (B, 2^K) is the entropic OT plan with every row summing to
-    1/B and every column to 1/2^K (`minihash.ot.sinkhorn` on that cost, or
-    `minihash.ot.balanced_assignment(..., return_plan=True)`).
+    q[i, k] = B x the mass of item i's row on the codes whose bit k is set, for the plan u_i Hi[i, j_hi]
+    Lo[i, j_lo] W[j_hi, j_lo], code j = j_lo + n_lo j_hi (bits 0 .. k_lo - 1 in j_lo, the rest in j_hi).
+    Compared with `minihash.ot.balanced_assignment`'s q and with B P @ bits on the full plan; names the missing
+    factor B, the halves swapped, u left out, the probability of -1 and the bits of a half read backwards.
 
     Notebook: 06_optimal_transport.ipynb
     """
-    rng = np.random.default_rng(8)
-    for B, K, eps, n_iter in ((24, 3, 0.1, 200), (40, 4, 0.05, 300), (16, 2, 0.2, 200)):
-        logits = rng.normal(size=(B, K)) + rng.normal(size=K)  # a shared bias: the codes start collapsed
-        want = _balanced_plan_reference(logits, eps, n_iter)
-        got = _audio_np(fn(logits.copy(), eps, n_iter))
-        case = f"B={B}, K={K}, eps={eps}"
+    g = torch.Generator().manual_seed(7)
+    cases = []
+    for B, K, eps, n_iter in ((12, 4, 0.05, 3), (20, 5, 0.1, 2), (9, 6, 0.05, 4)):
+        logits = torch.randn(B, K, generator=g, dtype=torch.float64) + 1.5 * torch.randn(K, generator=g,
+                                                                                       dtype=torch.float64)
+        h = torch.tanh(logits)
+        up, down = torch.exp(h / (K * eps)), torch.exp(-h / (K * eps))
+        Lo, Hi = bit_kernel(up[:, :K // 2], down[:, :K // 2]), bit_kernel(up[:, K // 2:], down[:, K // 2:])
+        u, W = _factored_reference(Lo.numpy(), Hi.numpy(), n_iter)
+        q_pkg, P = balanced_assignment(logits, eps, n_iter, return_plan=True)
+        want = B * P.numpy() @ ((np.arange(2 ** K)[:, None] >> np.arange(K)) & 1)  # the long way
+        np.testing.assert_allclose(want, q_pkg.numpy(), rtol=1e-9, atol=1e-12)
+        got = _audio_np(fn(torch.as_tensor(u), torch.as_tensor(W), Lo.clone(), Hi.clone()))
+        case = f"B={B}, K={K} (n_lo={Lo.shape[1]}, n_hi={Hi.shape[1]})"
         if got.shape != want.shape:
-            raise ExerciseError(f"{case}: P should be (B, 2^K) = {want.shape}, got {got.shape}")
-        if np.allclose(got, want, rtol=1e-4, atol=1e-9):
+            raise ExerciseError(f"{case}: q should be (B, K) = {want.shape}, got {got.shape}")
+        cases.append((got, want, (u, W, Lo.numpy(), Hi.numpy()), case))
+    for got, want, args, case in cases:
+        if np.allclose(got, want, rtol=1e-6, atol=1e-9):
             continue
-        variants = [
-            (B * want, "you returned B * P (each row a distribution over codes): return the plan itself, rows "
-             "summing to 1/B"),
-            (_balanced_plan_reference(logits, eps, n_iter, bit_order=-1), "the codes number the bits the other way "
-             "round: bit k of code j is (j >> k) & 1, bit 0 the lowest"),
-            (_balanced_plan_reference(logits, eps, n_iter, sign=-1.0), "items go to the codes that disagree most: "
-             "the cost is MINUS the agreement <v, tanh(l)> / K"),
-            (_balanced_plan_reference(logits, eps, n_iter, squash=False), "the scores use the raw logits: use "
-             "tanh(logits), the mean of each +-1 bit"),
-            (_balanced_plan_reference(logits, eps / K, n_iter), "the scores are not divided by K: the cost is the "
-             "MEAN agreement over bits, <v, tanh(l)> / K"),
-        ]
-        for value, why in variants:
-            if np.allclose(got, value, rtol=1e-4, atol=1e-9):
+        for how, why in _TARGET_MISTAKES:
+            if np.allclose(got, _bit_targets(*args, **how), rtol=1e-6, atol=1e-9):
                 raise ExerciseError(f"{case}: {why}")
-        row_err = float(np.abs(got.sum(1) - 1.0 / B).max())
-        col_err = float(np.abs(got.sum(0) - 1.0 / 2 ** K).max())
-        if col_err > 1e-6:
-            raise ExerciseError(f"{case}: codes are not balanced: every code must receive 1/2^K = {1 / 2 ** K:.4g} "
-                                f"(column sums range {got.sum(0).min():.4g} ... {got.sum(0).max():.4g})")
-        if row_err > 1e-6:
-            raise ExerciseError(f"{case}: every item must send 1/B = {1 / B:.4g} (row sums range "
-                                f"{got.sum(1).min():.4g} ... {got.sum(1).max():.4g})")
-        raise ExerciseError(f"{case}: the marginals are right but the plan differs from the reference by up to "
-                            f"{np.abs(got - want).max():.2g}: check the cost -<v_j, tanh(l_i)> / K and eps")
-    _ok("balanced_assignment")
+        k = int(np.argmax(np.abs(got - want).max(0)))
+        raise ExerciseError(f"{case}: q differs from balanced_assignment's by up to {np.abs(got - want).max():.2g}, "
+                            f"most at bit {k}: q[:, k] = B sum_j P[:, j] ((j >> k) & 1)")
+    _ok("bit_targets")
 
 
 # ---- solutions: the notebook's exercises answered (`make test` runs it with them)
-
-def _sinkhorn_log(a, b, C, eps, n_iter):
-    """The entropic plan by n_iter log-domain Sinkhorn iterations, columns first (section 2's `sinkhorn_log`)."""
-    f, g = np.zeros_like(a), np.zeros_like(b)
-    for _ in range(n_iter):
-        g = eps * np.log(b) - eps * logsumexp((f[:, None] - C) / eps, axis=0)
-        f = eps * np.log(a) - eps * logsumexp((g[None, :] - C) / eps, axis=1)
-    return np.exp((f[:, None] + g[None, :] - C) / eps)
-
 
 def solution_factored_sinkhorn(Lo, Hi, n_iter):
     """Exercise 1: Sinkhorn on the factorised kernel, columns first; the plan is u_i Hi[i, j_hi] Lo[i, j_lo] W[j_hi, j_lo]."""
@@ -322,10 +320,11 @@ def solution_factored_sinkhorn(Lo, Hi, n_iter):
     return u, W
 
 
-def solution_balanced_plan(logits, eps, n_iter):
-    """Exercise 2: the (B, 2^K) balanced assignment of a batch to the corners of the cube."""
-    B, K = logits.shape
-    j = np.arange(2 ** K)
-    V = 2.0 * ((j[:, None] >> np.arange(K)) & 1) - 1.0  # (2^K, K) bit k of code j, as -1 / +1
-    C = -np.tanh(logits) @ V.T / K  # (B, 2^K)
-    return _sinkhorn_log(np.full(B, 1 / B), np.full(2 ** K, 1 / 2 ** K), C, eps, n_iter)
+def solution_bit_targets(u, W, Lo, Hi):
+    """Exercise 2: B x the plan's mass on the codes with bit k set, from the factors (the plan never formed)."""
+    B, n_lo, n_hi = Lo.shape[0], Lo.shape[1], Hi.shape[1]
+    mass_lo = u[:, None] * Lo * (Hi @ W)  # (B, n_lo): item i's mass by the setting of its low bits
+    mass_hi = u[:, None] * Hi * (Lo @ W.T)  # (B, n_hi): by its high bits
+    bits_lo = (torch.arange(n_lo)[:, None] >> torch.arange(n_lo.bit_length() - 1)) & 1  # (n_lo, k_lo)
+    bits_hi = (torch.arange(n_hi)[:, None] >> torch.arange(n_hi.bit_length() - 1)) & 1  # (n_hi, k_hi)
+    return B * torch.cat([mass_lo @ bits_lo.to(Lo.dtype), mass_hi @ bits_hi.to(Hi.dtype)], dim=1)

@@ -2,8 +2,8 @@
 
 Figures: the bits each probe flips, the best scores of queries in and not in the database with the
 threshold, leave-one-track-out, ROC curves of decision scores, the sub-hop refinement of the start time
-(bucket sizes are notebook 06's, the votes 00's, accuracy against share scored 07's). Exercises: a bucket
-lookup by binary search, the multi-probe order (cheapest flip-sets first) and the (track, offset) vote.
+(bucket sizes are notebook 06's, the votes 00's, accuracy against share scored 07's). Exercises: the negatives
+a threshold may let pass (Clopper-Pearson), the multi-probe order and the windows that agree with an alignment.
 
 References: A. Singh, K. Demuynck, V. Arora, ICASSP 2023; Q. Lv et al., VLDB 2007 (multi-probe LSH);
 M. Charikar, STOC 2002; S. Chang et al., ICASSP 2021 (sequence search over query windows).
@@ -11,10 +11,12 @@ M. Charikar, STOC 2002; S. Chang et al., ICASSP 2021 (sequence search over query
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import beta, norm
 
 from ..evaluate.nomatch import plot_roc_curves
-from ..search.base import vote
-from ..search.buckets import BucketTable, probe_order
+from ..search.base import AGREE_HOPS
+from ..search.buckets import probe_order
+from ..search.threshold import allowed_passes
 from .common import ExerciseError, _fig_ax, _ok, checker, exercise_decorator, passed
 from .nb00_overview import plot_offset_votes
 from .nb06_optimal_transport import plot_bucket_sizes
@@ -23,8 +25,8 @@ from .nb07_balanced_hashing import (at_equal_share, compare, paired_difference, 
 
 __all__ = ["plot_bucket_sizes", "plot_offset_votes", "plot_search_tradeoff", "wilson_interval", "paired_difference",
            "compare", "at_equal_share", "plot_probe_sets", "plot_leave_one_out", "plot_roc_curves",
-           "plot_score_histograms", "plot_alignment_peak", "check_bucket_lookup", "check_probe_order", "check_vote",
-           "exercise", "passed", "solution_bucket", "solution_probes", "solution_vote"]
+           "plot_score_histograms", "plot_alignment_peak", "check_allowed_passes", "check_probe_order",
+           "check_agree", "exercise", "passed", "solution_allowed_passes", "solution_probes", "solution_agree"]
 
 exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
 
@@ -34,16 +36,9 @@ exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: 
 def plot_probe_sets(masks, conf, costs=None, ax=None, figsize=(8, 4), title="multi-probe: bits flipped per probe"):
     """Which bits each probe flips: a (probes x bits) grid, bits ordered from least to most confident.
 
-    Args:
-        masks: (P,) integer XOR masks, in probe order (the first, 0, probes the window's own bucket).
-        conf: (K,) the window's confidences |logit|.
-        costs: (P,) summed |logit| of the flipped bits, written beside each row (None: computed).
-        ax: axes to draw on (a new figure if None).
-        figsize: size of a new figure.
-        title: the title.
-
-    Returns:
-        (fig, ax).
+    `masks`: (P,) integer XOR masks in probe order (the first, 0, probes the window's own bucket); `conf`: (K,)
+    the window's |logit|; `costs`: (P,) summed |logit| of the flipped bits, written beside each row (None:
+    computed). Draws on `ax` (a new figure of `figsize` if None); returns (fig, ax).
 
     Notebook: 08_search.ipynb
     """
@@ -69,17 +64,8 @@ def plot_score_histograms(pos, neg, threshold=None, ax=None, figsize=(7, 3.2), b
                           title="best score: queries in the DB vs not in it"):
     """Histograms of the best scores of positive queries (in the DB) and negative ones, and the threshold.
 
-    Args:
-        pos: scores of queries whose audio is in the DB.
-        neg: scores of queries whose audio is not.
-        threshold: the no-match threshold (a vertical line), or None.
-        ax: axes to draw on (a new figure if None).
-        figsize: size of a new figure.
-        bins: number of bins shared by both histograms.
-        title: the title.
-
-    Returns:
-        (fig, ax).
+    `pos`, `neg`: scores of queries whose audio is, and is not, in the DB; `threshold`: a vertical line (None:
+    none); `bins`: shared by both histograms. Draws on `ax` (a new figure of `figsize` if None); returns (fig, ax).
 
     Notebook: 08_search.ipynb
     """
@@ -99,18 +85,10 @@ def plot_alignment_peak(bins, scores, hop_s, peak_s=None, truth_s=None, ax=None,
                         title="sub-hop refinement"):
     """Alignment scores at a few offset bins, the parabola through the best three and its peak.
 
-    Args:
-        bins: (B,) consecutive offset bins (in hops), B >= 3.
-        scores: (B,) mean similarity of the query at each.
-        hop_s: bin width, seconds.
-        peak_s: the refined start time (None: computed from the parabola through the best bin and its neighbours).
-        truth_s: the true start time (None: not drawn).
-        ax: axes to draw on (a new figure if None).
-        figsize: size of a new figure.
-        title: the title.
-
-    Returns:
-        (fig, ax).
+    `bins`: (B,) consecutive offset bins (in hops), B >= 3; `scores`: (B,) the query's mean similarity at each;
+    `hop_s`: bin width, seconds; `peak_s`: the refined start (None: from the parabola through the best bin and its
+    neighbours); `truth_s`: the true start (None: not drawn). Draws on `ax` (a new figure of `figsize` if None);
+    returns (fig, ax).
 
     Notebook: 08_search.ipynb
     """
@@ -162,63 +140,69 @@ def plot_leave_one_out(names, own: int, match: int | None = None, length_s: floa
 
 # ---- exercises
 
-@checker
-def check_bucket_lookup(your_fn) -> None:
-    """Check `your_fn(codes_sorted, code) -> (lo, hi)`: the rows of one bucket, `codes_sorted[lo:hi]`.
+def _largest_k(n: int, ok) -> int:
+    """The largest k <= n with ok(1) ... ok(k) all true (0 if ok(1) is not): as `allowed_passes` counts."""
+    good = np.append(np.asarray(ok(np.arange(1, n + 1)), dtype=bool), False)
+    return int(np.argmin(good))
 
-    Compared with `search.buckets.BucketTable` (its `bucket_codes`, `bucket_start`) on codes with repeats, on
-    the first and last buckets, on a bucket of one row, and on codes that are in no bucket (below,
-    between and above the stored ones), where the range must be empty (lo == hi).
+
+def _passes_variants(n, mf, conf) -> dict:
+    """`allowed_passes` with a classic mistake, by name."""
+    up = lambda c: lambda k: np.where(k < n, beta.ppf(c, k + 1, np.maximum(n - k, 1)), 1.0) <= mf  # noqa: E731
+    want = allowed_passes(n, mf, conf)
+    return {"plain": int(np.floor(mf * n + 1e-9)), "one more": min(want + 1, n) if up(conf)(want) else want,
+            "two-sided": _largest_k(n, up((1 + conf) / 2)),
+            "lower": _largest_k(n, lambda k: beta.ppf(1 - conf, k, n - k + 1) <= mf),
+            "normal": _largest_k(n, lambda k: k / n + norm.ppf(conf) * np.sqrt(k / n * (1 - k / n) / n) <= mf)}
+
+
+_PASSES_WHY = {
+    "plain": "you allow floor(max_false * n), the share among these very negatives: k passes out of n can come from "
+             "a true rate above max_false. Allow only as many as keep the one-sided Clopper-Pearson UPPER bound of "
+             "the rate, beta.ppf(confidence, k + 1, n - k), at most max_false",
+    "one more": "one too many: you return the first k whose bound exceeds max_false; the answer is the last one whose "
+                "bound beta.ppf(confidence, k + 1, n - k) stays at most max_false",
+    "two-sided": "you use the two-sided interval (its upper end at (1 + confidence) / 2): the promise is one-sided, "
+                 "only the upper bound counts, at `confidence` itself",
+    "lower": "you hold the LOWER bound under max_false: the true rate may be as high as the UPPER bound, "
+             "beta.ppf(confidence, k + 1, n - k), and that is what must stay at most max_false",
+    "normal": "you use the normal approximation k/n + z sqrt(p (1 - p) / n): with few passes it is far too "
+              "optimistic (at k = 0 its width is 0); use the exact Clopper-Pearson bound, beta.ppf(confidence, k + 1, "
+              "n - k)"}
+
+
+@checker
+def check_allowed_passes(your_fn) -> None:
+    """Check `your_fn(n, max_false, confidence) -> k`: how many of n calibration negatives may pass.
+
+    k is the largest number of passes whose one-sided Clopper-Pearson upper bound at `confidence` stays at
+    most `max_false` (0 if even none passing cannot promise it). Compared with `search.threshold.allowed_passes`
+    and scipy's beta quantiles; recognises the plain share floor(max_false n), one too many, the two-sided
+    interval, the lower bound and the normal approximation.
 
     Notebook: 08_search.ipynb
     """
-    rng = np.random.default_rng(8)
-    codes = np.sort(rng.choice(np.arange(10, 200, 3), size=120).astype(np.uint32))  # repeats, gaps
-    codes = np.sort(np.append(codes, np.uint32(5)))  # a bucket of exactly one row, at the start
-    table = BucketTable(codes)
-    present = table.bucket_codes
-    absent = np.setdiff1d(np.arange(0, 260, dtype=np.uint32), present)
-    sizes = np.diff(table.bucket_start)
-    probes = [present[np.argmax(sizes)], present[0], present[-1], absent[0], absent[len(absent) // 2], np.uint32(259)]
-    probes += list(rng.choice(present, 6)) + list(rng.choice(absent, 4))
-    for code in probes:
-        b = int(np.searchsorted(table.bucket_codes, code))
-        there = b < len(table.bucket_codes) and table.bucket_codes[b] == code
-        want = (int(table.bucket_start[b]), int(table.bucket_start[b + 1])) if there else None
-        try:
-            got = your_fn(codes, code)
-        except IndexError as e:
-            where = "larger than every stored code" if code > codes[-1] else "in no bucket"
-            raise ExerciseError(f"code {int(code)} ({where}) raised IndexError ({e}): np.searchsorted can return "
-                                "len(bucket_codes); check the bucket index before reading bucket_codes[b]") from None
-        try:
-            lo, hi = (int(v) for v in got)
-        except (TypeError, ValueError):
-            raise ExerciseError(f"return two integers (lo, hi), got {got!r}") from None
-        if want is None:
-            if hi > lo:
-                raise ExerciseError(f"code {int(code)} is in no bucket, but your range [{lo}, {hi}) holds rows of "
-                                    f"code {int(codes[lo]) if lo < len(codes) else '?'}: check that the bucket "
-                                    "searchsorted lands on really holds the code")
-            continue
-        wlo, whi = want
-        if (lo, hi) == want:
-            continue
-        if lo == wlo and hi == whi - 1:
-            raise ExerciseError(f"code {int(code)}: you return [{lo}, {hi}), the bucket is [{wlo}, {whi}): hi is the "
-                                "last row, not one past it (off by one; codes_sorted[lo:hi] must hold every row)")
-        if lo == wlo and hi == whi + 1:
-            raise ExerciseError(f"code {int(code)}: you return [{lo}, {hi}), the bucket is [{wlo}, {whi}): one row "
-                                "too many at the end (off by one: hi is one past the last row already)")
-        if hi == whi and abs(lo - wlo) == 1:
-            raise ExerciseError(f"code {int(code)}: you return [{lo}, {hi}), the bucket is [{wlo}, {whi}): lo is off "
-                                "by one (the bucket begins at bucket_start[b], or searchsorted(..., side='left'))")
-        if lo == hi:
-            raise ExerciseError(f"code {int(code)} has {whi - wlo} rows [{wlo}, {whi}), your range is empty: "
-                                "the end of a bucket is where the next one starts (bucket_start[b + 1]), or "
-                                "searchsorted(..., side='right')")
-        raise ExerciseError(f"code {int(code)}: you return [{lo}, {hi}), the bucket is [{wlo}, {whi})")
-    _ok("check_bucket_lookup")
+    cases = [(100, 0.05, 0.9), (20, 0.05, 0.9), (200, 0.05, 0.9), (1000, 0.01, 0.95), (60, 0.1, 0.5),
+             (500, 0.02, 0.99), (10, 0.3, 0.9), (2000, 0.05, 0.9), (80, 0.05, 0.99)]
+    got, want = [], []
+    for n, mf, conf in cases:
+        k = allowed_passes(n, mf, conf)
+        bound = lambda j: beta.ppf(conf, j + 1, n - j) if j < n else 1.0  # noqa: E731
+        assert k == 0 or bound(k) <= mf and (k == n or bound(k + 1) > mf)  # the package, against scipy
+        g = your_fn(n, mf, conf)
+        if not np.isscalar(g) or not float(g).is_integer():
+            raise ExerciseError(f"(n={n}, max_false={mf}, confidence={conf}): return a whole number of negatives, "
+                                f"got {g!r}")
+        got.append(int(g)), want.append(k)
+    if got == want:
+        return _ok("check_allowed_passes")
+    for name, why in _PASSES_WHY.items():
+        if got == [_passes_variants(*c)[name] for c in cases]:
+            raise ExerciseError(why)
+    i = next(i for i in range(len(cases)) if got[i] != want[i])
+    n, mf, conf = cases[i]
+    raise ExerciseError(f"(n={n}, max_false={mf}, confidence={conf}): you allow {got[i]} passes, the answer is "
+                        f"{want[i]}: the bound for k passes is beta.ppf(confidence, k + 1, n - k)")
 
 
 def _subset_costs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -288,94 +272,102 @@ def check_probe_order(your_fn) -> None:
     _ok("check_probe_order")
 
 
-def _vote_case(kind: str, rng):
-    """Synthetic candidates for `check_vote`: a true (track, bin) and a decoy that one mistake prefers."""
-    hop, n_tracks, n_rows = 0.1, 3, 300
+
+def _agree(win, rows, sims, q_starts, track_ids, starts, hop_s, track, offset_s, pick="best", sign=1.0,
+           tol=AGREE_HOPS, any_track=False):
+    """How many query windows' best candidate lies at (track, offset_s), or a classic mistake."""
+    win, rows, sims = np.asarray(win), np.asarray(rows), np.asarray(sims)
+    o = np.lexsort((-sims, win)) if pick == "best" else np.arange(len(win))  # the index gives them by window
+    first = np.ones(len(o), dtype=bool)
+    first[1:] = win[o][1:] != win[o][:-1]
+    if pick == "all":
+        first[:] = True
+    w, r = win[o][first], rows[o][first]
+    near = np.abs(sign * (starts[r] - q_starts[w]) - offset_s) <= tol * hop_s
+    return int(np.sum(near & ((track_ids[r] == track) | any_track)))
+
+
+def _agree_case(rng, offset_s: float):
+    """Candidates for `check_agree`: windows whose best candidate agrees or, in one of several ways, does not."""
+    hop, n_tracks, n_rows, M, t = 0.1, 4, 400, 18, 2
     track_ids = np.repeat(np.arange(n_tracks), n_rows).astype(np.int32)
     starts = np.tile(np.arange(n_rows) * hop, n_tracks).astype(np.float32)
-    M = 10 if kind == "negative" else 6
-    q_starts = np.arange(M) * 0.5 + (0.003 if kind == "floor" else 0.0)  # windows a little off the DB grid
+    q_starts = np.arange(M) * 0.5
     win, rows, sims = [], [], []
 
-    def add(w, track, bin_, s):
-        j = int(round((q_starts[w] + bin_ * hop) / hop))
-        win.append(w), rows.append(track * n_rows + j), sims.append(s)
+    def add(w, track, at_s, s):  # window w's candidate: the row of `track` starting nearest at_s
+        win.append(w), rows.append(track * n_rows + int(np.clip(np.rint(at_s / hop), 0, n_rows - 1))), sims.append(s)
 
-    true_t, true_b = 2, 57
-    found_by = range(4) if kind == "count" else range(6)
-    for w in found_by:
-        add(w, true_t, true_b, 0.75 + 0.03 * w)
-    for w in range(M):
-        for k in rng.choice(n_tracks * 40, 3, replace=False):  # background: weak candidates, distinct pairs
-            add(w, int(k) // 40, int(k) % 40, float(rng.uniform(0.0, 0.2)))
-    if kind == "count":  # a pair found by more windows, each weakly: counting votes prefers it
-        for w in range(M):
-            add(w, 0, 120, 0.3)
-    if kind == "negative":  # more windows see the true pair, dissimilar: they count 0, not minus
-        for w in range(6, M):
-            add(w, true_t, true_b, -0.6)
-        for w in range(1, M):
-            add(w, 0, 120, 0.45)
-    o = np.argsort(win, kind="stable")  # candidates come grouped by query window, as the index gives them
-    return (np.array(win)[o], np.array(rows)[o], np.array(sims, dtype=np.float32)[o], q_starts, track_ids, starts, hop)
+    for w in rng.permutation(M):
+        at, role = q_starts[w] + offset_s, int(rng.integers(6))
+        far = float(rng.uniform(5, 35))  # somewhere else
+        if role == 0:  # agrees; a weaker candidate elsewhere comes first, another near the alignment
+            add(w, int(rng.integers(n_tracks)), far, 0.2), add(w, t, at + hop * rng.integers(-1, 2), 0.8)
+            add(w, t, at + 0.1, 0.5)
+        elif role == 1:  # agrees, 1.3 hops away
+            add(w, t, at + 0.13 * rng.choice([-1, 1]), 0.7)
+        elif role == 2:  # another track at the same offset: does not agree
+            add(w, (t + 1) % n_tracks, at, 0.75), add(w, t, far, 0.3)
+        elif role == 3:  # a weaker candidate at the alignment, listed first; the best elsewhere
+            add(w, t, at, 0.4), add(w, 0, far, 0.9)
+        elif role == 4:  # the right track, 2 hops off: too far
+            add(w, t, at + 0.2, 0.85)
+        elif role == 5 and q_starts[w] >= offset_s:  # at DB start = query start - offset (the sign flipped)
+            add(w, t, q_starts[w] - offset_s, 0.8)
+    o = np.argsort(win, kind="stable")
+    return (np.array(win)[o], np.array(rows)[o], np.array(sims, dtype=np.float32)[o], q_starts, track_ids, starts,
+            hop, t, offset_s)
+
+
+_AGREE_MISTAKES = [  # (what the variant does differently, the explanation)
+    ({"pick": "all"}, "you count candidates, not windows: only each window's single most similar candidate counts"),
+    ({"pick": "first"}, "you take each window's first candidate: a window's candidates come in bucket order, not by "
+                        "similarity; take the one with the highest sim"),
+    ({"any_track": True}, "a window whose best candidate is in another track at that offset does not agree: check "
+                          "track_ids[row] == track"),
+    ({"sign": -1.0}, "the offset is the DB window's start minus the query window's start, starts[row] - "
+                     "q_starts[w], as in the vote"),
+    ({"tol": 0.5}, "you only count windows in the alignment's own 0.1 s bin: a window agrees within "
+                   f"{AGREE_HOPS} hops of offset_s (the refined offset lies between bins)"),
+]
 
 
 @checker
-def check_vote(your_fn) -> None:
-    """Check `your_fn(win, rows, sims, q_starts, track_ids, starts, hop_s) -> (track, offset_bin)`.
+def check_agree(your_fn) -> None:
+    """Check `your_fn(win, rows, sims, q_starts, track_ids, starts, hop_s, track, offset_s) -> count`.
 
-    The best (track, offset bin) by summed similarity, offset = DB window start - query window start,
-    rounded to the nearest hop; negative similarities count 0. Compared with `search.base.vote`, and
-    recognises the flipped sign, truncation instead of rounding, counting instead of summing and
-    summing negative similarities.
+    The number of query windows whose own most similar candidate lies in `track` within `AGREE_HOPS` hops of
+    the alignment (DB start - query window start = offset_s): `Match.agree`, what `search` computes for the
+    decision score. Recognises every candidate counted, each window's first candidate instead of its best, the
+    track ignored, the offset's sign flipped and the alignment's own bin only.
 
     Notebook: 08_search.ipynb
     """
-    def variant(args, sign=1.0, rnd=np.rint, weight="sum"):
-        win, rows, sims, q_starts, track_ids, starts, hop = args
-        tr = track_ids[rows].astype(np.int64)
-        b = rnd(sign * (starts[rows] - q_starts[win]) / hop).astype(np.int64)
-        w = {"sum": np.maximum(sims, 0), "count": np.ones_like(sims), "raw": sims}[weight]
-        keys, inv = np.unique(tr * 100000 + b + 50000, return_inverse=True)
-        s = np.bincount(inv, weights=w)
-        k = keys[np.argmax(s)]
-        return int(k // 100000), int(k % 100000 - 50000)
-
-    rng = np.random.default_rng(5)
-    for kind in ("basic", "floor", "count", "negative"):
-        args = _vote_case(kind, rng)
-        t, b, _ = vote(*args, n_best=1)
-        want = (int(t[0]), int(b[0]))
-        got = your_fn(*args)
-        try:
-            got = tuple(int(v) for v in got)
-            assert len(got) == 2
-        except (TypeError, ValueError, AssertionError):
-            raise ExerciseError(f"return (track, offset_bin), two integers; got {got!r}") from None
-        if got == want:
-            continue
-        if got == (want[0], -want[1]) or got == variant(args, sign=-1.0):
-            raise ExerciseError(f"you found offset bin {got[1]}, the answer is {want[1]}: the offset is the DB "
-                                "window's start minus the query window's start (where the query begins in the "
-                                "track), not q_start - db_start")
-        if got == variant(args, rnd=np.floor) or got == variant(args, rnd=np.trunc):
-            raise ExerciseError(f"you found offset bin {got[1]}, the answer is {want[1]}: round the offset to the "
-                                "nearest hop (np.rint); int() and floor() turn 56.97 hops into 56, not 57")
-        if got == variant(args, weight="count"):
-            raise ExerciseError(f"you found {got}, the answer is {want}: you count votes; sum their similarities, "
-                                "so that many weak candidates do not outvote a few strong ones")
-        if got == variant(args, weight="raw"):
-            raise ExerciseError(f"you found {got}, the answer is {want}: negative similarities should count 0 "
-                                "(np.maximum(sims, 0)), not subtract from a pair's votes")
-        raise ExerciseError(f"case {kind!r}: you found (track, bin) {got}, the answer is {want}")
-    _ok("check_vote")
+    rng = np.random.default_rng(11)
+    cases = [_agree_case(rng, off) for off in (3.27, 6.0, 2.44, 4.91)]
+    got = []
+    for args in cases:
+        g = your_fn(*args)
+        if not np.isscalar(g) or not float(g).is_integer():
+            raise ExerciseError(f"return the number of agreeing windows, a whole number; got {g!r}")
+        got.append(int(g))
+    want = [_agree(*args) for args in cases]
+    if got == want:
+        return _ok("check_agree")
+    for how, why in _AGREE_MISTAKES:
+        if got == [_agree(*args, **how) for args in cases]:
+            raise ExerciseError(f"{why} (you count {got}, the answers are {want})")
+    raise ExerciseError(f"you count {got} agreeing windows, the answers are {want}")
 
 
 # ---- solutions: the notebook's exercises answered (`make test` runs it with them)
 
-def solution_bucket(codes_sorted, code):
-    """Exercise 1: the run of rows with that code, by binary search."""
-    return int(np.searchsorted(codes_sorted, code, "left")), int(np.searchsorted(codes_sorted, code, "right"))
+def solution_allowed_passes(n, max_false, confidence):
+    """Exercise 1: the most passes whose one-sided Clopper-Pearson upper bound stays at most max_false."""
+    k = 0
+    while k < n and beta.ppf(confidence, k + 2, n - k - 1) <= max_false:  # the bound if k + 1 passed
+        k += 1
+    return k
 
 
 def solution_probes(logits, n_probes):
@@ -390,11 +382,11 @@ def solution_probes(logits, n_probes):
     return masks
 
 
-def solution_vote(win, rows, sims, q_starts, track_ids, starts, hop_s):
-    """Exercise 3: the (track, offset bin) with the largest summed positive similarity."""
-    tr = track_ids[rows]
-    b = np.rint((starts[rows] - q_starts[win]) / hop_s).astype(int)
-    H = np.zeros((tr.max() + 1, b.max() - b.min() + 1))
-    np.add.at(H, (tr, b - b.min()), np.maximum(sims, 0.0))
-    t, j = np.unravel_index(np.argmax(H), H.shape)
-    return int(t), int(j + b.min())
+def solution_agree(win, rows, sims, q_starts, track_ids, starts, hop_s, track, offset_s):
+    """Exercise 3: the windows whose most similar candidate lies at the alignment, within 1.5 hops."""
+    best = {}
+    for w, r, s in zip(win, rows, sims):  # each window's most similar candidate
+        if w not in best or s > best[w][1]:
+            best[w] = (r, s)
+    return sum(int(track_ids[r] == track and abs(starts[r] - q_starts[w] - offset_s) <= AGREE_HOPS * hop_s)
+               for w, (r, _) in best.items())
