@@ -1,8 +1,8 @@
 """Notebook 04: the patch transformer, from one second of log-mel to an embedding and a hash code.
 
 Full-band 100 ms patches (Singh et al. 2023), positional encodings, scaled dot-product self-attention.
-Figures: the patch grid, positional encodings, attention matrices and the attention a patch receives, and
-a similarity matrix (of positions here; of embeddings in notebook 05). Exercises: ViT-style square patches
+Figures: the patch grid, positional encodings, attention matrices and the attention a patch receives,
+a similarity matrix (of positions here; of embeddings in notebook 05), and the footprints of the two stems. Exercises: ViT-style square patches
 (against `torch.nn.functional.unfold`), attention rollout through the blocks and their residuals, and the
 rotation that shifts a sinusoidal position.
 
@@ -13,6 +13,7 @@ S. Abnar, W. Zuidema, ACL 2020 (attention rollout).
 from __future__ import annotations
 
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Rectangle
@@ -20,7 +21,7 @@ from matplotlib.patches import Rectangle
 from .common import ExerciseError, _audio_np, _fig_ax, _numpy, _ok, checker, exercise_decorator, passed
 
 __all__ = ["plot_patch_grid", "plot_attention", "plot_token_attention", "plot_positional_encoding",
-           "plot_similarity_matrix", "check_square_patches", "check_rollout", "check_shift_matrix",
+           "plot_similarity_matrix", "plot_footprints", "check_square_patches", "check_rollout", "check_shift_matrix",
            "exercise", "passed", "solution_square_patches", "solution_rollout", "solution_shift_matrix"]
 
 exercise = exercise_decorator(globals())  # `@lesson.exercise` in the notebook: see common
@@ -35,11 +36,7 @@ def plot_patch_grid(S, patch=(64, 10), hop_s: float = 0.01, ax=None, figsize=(6,
         S: (n_mels, frames) log-mel image.
         patch: (mel bands, frames) of one patch: (n_mels, 10) are Singh et al.'s full-band
             100 ms patches, (16, 16) ViT/AST-style squares.
-        hop_s: seconds per frame.
-        ax: axes to draw on (a new figure if None).
-        figsize: size of a new figure.
-        title: the title (default: the patch count).
-        cmap: colour map.
+        hop_s: seconds per frame. ax, figsize, cmap: as usual. title: default, the patch count.
 
     Returns:
         (fig, ax). Frames and bands left over after the last whole patch are shaded.
@@ -175,6 +172,23 @@ def plot_similarity_matrix(S, ax=None, figsize=(4.5, 4), title="cosine similarit
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return fig, ax
+
+
+def plot_footprints(S, maps: dict, figsize=(13, 3.2)):
+    """The log-mel image S (n_mels, frames), and beside it each footprint of `maps` (title -> (n_mels, frames)
+    array, maximum 1) drawn over it. Returns (fig, axes).
+
+    Notebook: 04_patch_transformer.ipynb
+    """
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=figsize, constrained_layout=True)
+    axes[0].imshow(_numpy(S), origin="lower", aspect="auto", cmap="magma")
+    axes[0].set(title="log-mel (normalised)", xlabel="frame", ylabel="mel band")
+    for ax, (title, g) in zip(axes[1:], maps.items()):
+        ax.imshow(_numpy(S), origin="lower", aspect="auto", cmap="gray", alpha=0.4)
+        im = ax.imshow(np.ma.masked_less(g, 0.01), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        ax.set(title=title, xlabel="frame")
+    fig.colorbar(im, ax=axes[1:], shrink=0.8, label="|gradient| / its maximum")
+    return fig, axes
 
 
 # ---- exercises
