@@ -113,16 +113,19 @@ def plot_top1_vs_snr(rows, length_s: float, key: str = "hits_0.1", axes=None, fi
     for ax, cond, end in zip(axes, ("noise", "noise+reverb"), ("clean", "reverb")):
         snrs = sorted({r["snr_db"] for r in rows if r["condition"] == cond})
         x_end = max(snrs, default=0.0) + 5.0
-        for i, m in enumerate(methods):
-            ax.plot(snrs, [pct[m, cond, s] for s in snrs], "o-", color=f"C{i}", label=m)
+        for i, m in enumerate(methods):  # a marker and a dash each: methods that score alike stay visible
+            style = dict(color=f"C{i}", marker="o^sDvP"[i % 6], mfc="none", ms=9 - i,
+                         ls=("-", "--", "-.", ":")[i % 4])
+            ax.plot(snrs, [pct[m, cond, s] for s in snrs], label=m, **style)
             if (m, end, None) in pct:
-                ax.plot([x_end], [pct[m, end, None]], "s", color=f"C{i}")
+                ax.plot([x_end], [pct[m, end, None]], **{**style, "ls": "none"})
         has_end = any((m, end, None) in pct for m in methods)
         ax.set_xticks(snrs + [x_end] * has_end, [f"{s:g}" for s in snrs] + [end] * has_end)
         ax.set(title=f"{cond}, {length_s:g} s queries", xlabel="SNR (dB)", ylim=(-2, 102))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"top-1 % ({key})")
-    axes[0].legend(fontsize=8)
+    what = {"hits_0.1": "start within 0.1 s", "hits_0.5": "start within 0.5 s", "repeat_aware": "repeat-aware"}
+    axes[0].set_ylabel(f"top-1 % ({what.get(key, key)})")
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no curve hidden
     fig.tight_layout()
     return fig, axes
 

@@ -97,7 +97,7 @@ def plot_target_zone(t_frames, f_bins, anchor: int, pairs, cfg, ax=None, figsize
     ax.set(xlabel="time (s)", ylabel="frequency (Hz)",
            title=title or f"anchor at {ta * dt:.2f} s, {fa * df:.0f} Hz: {int(mine.sum())} of at most {cfg.fanout} "
                           "targets")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")  # outside: it hid peaks
     return fig, ax
 
 

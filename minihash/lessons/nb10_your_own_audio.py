@@ -55,7 +55,7 @@ def plot_frequency_response(sos, sr, band=None, ax=None, figsize=(7, 3), title="
     return fig, ax
 
 
-def plot_accuracy_vs_length(lengths, curves, ax=None, figsize=(6, 3.5), title="accuracy against query length"):
+def plot_accuracy_vs_length(lengths, curves, ax=None, figsize=(8, 3.5), title="accuracy against query length"):
     """Hit rates against query length, one curve per score.
 
     Args:
@@ -75,7 +75,7 @@ def plot_accuracy_vs_length(lengths, curves, ax=None, figsize=(6, 3.5), title="a
         ax.plot(lengths, acc, "o-", label=label)
     ax.set(xlabel="query length (s)", ylabel="share of queries", title=title, ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves reach the top
     return fig, ax
 
 
