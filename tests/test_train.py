@@ -241,7 +241,14 @@ def test_bench_train_measures_every_variant():
 
     variants = (StepVariant("fp32"), StepVariant("conv, dB, masks", stem="conv", log="db", masks=1.0))
     noise = training_noise((), (), split="train")  # the procedural noise bank
-    rows = train_step_benchmark(synth_tracks(4, 6.0), noise, variants, progress=False, preset="tiny", batch=8, steps=1)
+    rows = train_step_benchmark(synth_tracks(4, 6.0), noise, variants, progress=False, preset="tiny", batch=8, steps=1,
+                                bf16=True)
     assert [r["variant"] for r in rows][0] == "pairs alone (no model)" and len(rows) == 1 + 4 + 2
     assert all(r["ms_wall"] > 0 for r in rows) and all(r["ms_cpu"] > 0 for r in rows[1:])
     assert all(math.isfinite(r["loss"]) for r in rows[-2:])
+    # without bf16 the bfloat16 rows (network and steps) are left out, the float32 ones kept
+    variants = variants + (StepVariant("bf16", precision="bf16"),)
+    rows = train_step_benchmark(synth_tracks(4, 6.0), noise, variants, progress=False, preset="tiny", batch=8, steps=1,
+                                bf16=False)
+    assert [r["variant"] for r in rows] == ["pairs alone (no model)", "network alone: patch, fp32",
+                                            "network alone: conv, fp32", "fp32", "conv, dB, masks"]

@@ -6,6 +6,9 @@ the optimiser. This measures the step of `minihash train` as it runs, for the op
 that change its cost: bfloat16 autocast (`--precision`), pair production in a DataLoader
 worker beside the model step (`--workers`), the convolutional stem (`--stem conv`) and
 SpecAugment masks (`--masks`); and the pairs alone, for the share of the step they take.
+
+Where the processor has no native bfloat16 (no AVX512-BF16 or AMX), autocast to bfloat16 is
+emulated and about ten times slower than float32, so the bf16 rows are left out unless asked.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..distort import DistortConfig, Distorter
 from ..encoder import ModelConfig
+from ..machine import cpu_has_bf16
 from ..modelfile import build_model
 from ..pairs import make_loader
 from ..recipe import LossConfig, fingerprint_loss
@@ -35,9 +39,11 @@ class StepVariant:
     masks: float = 0.0
 
 
-VARIANTS = (StepVariant("as shipped (fp32)"), StepVariant("bf16 autocast", precision="bf16"),
+VARIANTS = (StepVariant("as shipped (fp32)"), StepVariant("fp32 + 1 pair worker", workers=1),
+            StepVariant("bf16 autocast", precision="bf16"),
             StepVariant("bf16 + 1 pair worker", precision="bf16", workers=1),
             StepVariant("conv stem, fp32", stem="conv"), StepVariant("conv stem, bf16", stem="conv", precision="bf16"),
+            StepVariant("conv stem, fp32, dB, masks", stem="conv", log="db", masks=1.0),
             StepVariant("conv stem, bf16, dB, masks", stem="conv", log="db", precision="bf16", masks=1.0))
 
 
@@ -102,11 +108,17 @@ def network_ms(stem: str, precision: str, preset: str = "small", batch: int = 25
 
 
 def train_step_benchmark(tracks, noise, variants=VARIANTS, progress: bool = True, compile: bool = False,
-                         **kw) -> list[dict]:
-    """`step_ms` of every variant; before them the pairs alone and the network alone (`network_ms`)."""
+                         bf16: bool | None = None, **kw) -> list[dict]:
+    """`step_ms` of every variant; before them the pairs alone and the network alone (`network_ms`).
+
+    bf16: measure the bfloat16 rows too; None: only where the CPU has native bfloat16 (`cpu_has_bf16`).
+    """
+    bf16 = cpu_has_bf16() if bf16 is None else bf16
+    precisions = ("fp32", "bf16") if bf16 else ("fp32",)
+    variants = [v for v in variants if v.precision in precisions]
     rows = [{"variant": "pairs alone (no model)", "ms_wall": pairs_ms(tracks, noise, kw.get("batch", 256)),
              "ms_cpu": float("nan"), "loss": float("nan")}]
-    nets = [(s, p, False) for s in ("patch", "conv") for p in ("fp32", "bf16")] + compile * [("patch", "fp32", True)]
+    nets = [(s, p, False) for s in ("patch", "conv") for p in precisions] + compile * [("patch", "fp32", True)]
     for stem, precision, comp in tqdm(nets, desc="network", unit="variant", disable=not progress):
         rows.append(network_ms(stem, precision, kw.get("preset", "small"), kw.get("batch", 256), compile=comp))
     for v in tqdm(variants, desc="variants", unit="variant", disable=not progress):

@@ -196,4 +196,6 @@ def add_bench_train(sub):
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=10, help="steps measured per variant, after 3 warm-up steps")
     p.add_argument("--compile", action="store_true", help="also the network under torch.compile (minutes to compile)")
+    p.add_argument("--bf16", action="store_true",
+                   help="also the bfloat16 rows where the CPU lacks native bf16 (emulated there: about 10x slower)")
     p.add_argument("--threads", type=int, default=None)
