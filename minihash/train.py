@@ -16,6 +16,7 @@ import math
 import os
 import statistics
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -209,8 +210,8 @@ class Trainer:
             tmp.unlink(missing_ok=True)
 
     def load_checkpoint(self, path) -> None:
+        state = _load_state(path, self.device)
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["opt"])
         except Exception as e:
@@ -219,3 +220,55 @@ class Trainer:
         self.history = list(state.get("history", []))
         self.val_history = list(state.get("val_history", []))
         self.segments = list(state.get("segments", []))
+
+
+# ----------------------------------------------------------------------------
+# what a checkpoint says about the runs that made it
+
+def checkpoint_record(path) -> dict:
+    """The record of a training checkpoint, without its tensors: {"step", "segments", "val_history"}.
+
+    Read with `weights_only=True` (tensors and plain values only, never arbitrary objects);
+    anything else is refused with a `FormatError` naming the file."""
+    state = _load_state(path, "cpu")
+    return {"step": int(state["step"]), "segments": list(state.get("segments", [])),
+            "val_history": list(state.get("val_history", []))}
+
+
+def _load_state(path, device) -> dict:
+    """A checkpoint's dict, read with `weights_only=True`; a `FormatError` naming the file otherwise."""
+    if not Path(path).is_file():
+        raise FormatError(path, "no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut one loses its directory at the end
+        raise FormatError(path, "not a training checkpoint written by minihash train (not a torch archive: "
+                                "another kind of file, or truncated)")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or objects that are never unpickled here
+        why = ("it holds objects other than tensors and plain values, which are never unpickled"
+               if "weights_only" in str(e) else str(e).splitlines()[0][:200])
+        raise FormatError(path, f"not a training checkpoint written by minihash train: {why}") from None
+    if not isinstance(state, dict) or not {"model", "step"} <= state.keys():
+        raise FormatError(path, "not a training checkpoint written by minihash train (no model or step)")
+    return state
+
+
+def record_markdown(rec: dict, every: int = 1000) -> str:
+    """The segments of a checkpoint's record as a table (steps, CPU step time, precision, machine), then its
+    validations every `every` steps and the last one."""
+    lines = ["| segment | steps | step time (CPU per thread) | precision, threads | CPU | started |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for i, s in enumerate(rec["segments"], 1):
+        n = s["end_step"] - s["start_step"]
+        per = f" ({s['step_cpu_s'] / n:.2f} s per step)" if n else ""
+        lines.append(f"| {i} | {s['start_step']}-{s['end_step']} | {s['step_cpu_s'] / 60:.1f} min{per} | "
+                     f"{s['precision']}, {s['threads']} | {s['cpu']} | {s.get('started', '-')} |")
+    total = sum(s["step_cpu_s"] for s in rec["segments"])
+    lines.append(f"| in all | {rec['step']} | {total / 60:.1f} min | | | |")
+    vals = [v for i, v in enumerate(rec["val_history"])
+            if v["step"] % every == 0 or i == len(rec["val_history"]) - 1]
+    if vals:
+        keys = [k for k in vals[-1] if k != "step" and isinstance(vals[-1][k], float)]
+        lines += ["", "| step | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
+        lines += [f"| {v['step']} | " + " | ".join(f"{v.get(k, math.nan):.3f}" for k in keys) + " |" for v in vals]
+    return "\n".join(lines)

@@ -102,7 +102,7 @@ def test_a_damaged_checkpoint_is_refused(tmp_path):
     ckpt = tmp_path / "run.ckpt"
     Trainer(Toy(), toy_loss, toy_batches(), TrainConfig(steps=2, warmup=1, ckpt=str(ckpt), progress=False)).run()
     ckpt.write_bytes(ckpt.read_bytes()[:200])
-    with pytest.raises(FormatError, match="not a usable checkpoint"):
+    with pytest.raises(FormatError, match="not a training checkpoint.*truncated"):
         Trainer(Toy(), toy_loss, toy_batches(), TrainConfig(steps=4, ckpt=str(ckpt), progress=False))
 
 
@@ -218,6 +218,40 @@ def test_every_run_is_recorded_as_a_segment(tmp_path):
     tr = Trainer(Toy(), toy_loss, toy_batches(3), TrainConfig(steps=5, ckpt=str(ckpt), progress=False)).run()
     assert [(s["start_step"], s["end_step"]) for s in tr.segments] == [(0, 3), (3, 5)]
     assert all(s["cpu"] and s["precision"] == "fp32" and s["step_s"] > 0 for s in tr.segments)
+
+
+class NotATensor:
+    pass
+
+
+def test_checkpoint_command_prints_the_record_and_refuses_other_files(tmp_path, capsys):
+    from minihash.cli import main
+    from minihash.train import checkpoint_record
+
+    ckpt = tmp_path / "c.pt"
+    torch.manual_seed(0)
+    Trainer(Toy(), toy_loss, toy_batches(), TrainConfig(steps=3, ckpt=str(ckpt), progress=False)).run()
+    tr = Trainer(Toy(), toy_loss, toy_batches(3), TrainConfig(steps=5, ckpt=str(ckpt), progress=False),
+                 validate=lambda m: {"val_top1": 0.5}).run()
+    tr.run_validation()
+    tr.save_checkpoint(ckpt)
+    rec = checkpoint_record(ckpt)
+    assert rec["step"] == 5 and [s["end_step"] for s in rec["segments"]] == [3, 5]
+    assert main(["checkpoint", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    total = sum(s["step_cpu_s"] for s in tr.segments) / 60
+    assert "| 1 | 0-3 |" in out and "| 2 | 3-5 |" in out and f"| in all | 5 | {total:.1f} min |" in out
+    assert "| 5 | 0.500 |" in out  # the last validation, whatever `every` is
+    # refused, never unpickled: a file of objects, a truncated checkpoint, another kind of file, no file
+    torch.save({"model": {}, "step": 1, "x": NotATensor()}, tmp_path / "objects.pt")
+    (tmp_path / "cut.pt").write_bytes(ckpt.read_bytes()[:-100])
+    (tmp_path / "text.pt").write_text("hello")
+    for name, why in [("objects.pt", "never unpickled"), ("cut.pt", "truncated"), ("text.pt", "another kind of file"),
+                      ("missing.pt", "no such checkpoint")]:
+        with pytest.raises(FormatError, match=why):
+            checkpoint_record(tmp_path / name)
+        assert main(["checkpoint", str(tmp_path / name)]) == 2
+        assert name in capsys.readouterr().err
 
 
 def test_train_command_stem_masks_and_db_options(tmp_path):

@@ -13,7 +13,7 @@ from .._version import __version__
 from ..errors import MinihashError
 from ..recipe import train_from_args
 from . import args as a
-from .commands import (bench_command, bench_config, bench_train_command, demo_command, eval_command, eval_config,
+from .commands import (bench_command, bench_config, bench_train_command, checkpoint_command, demo_command, eval_command, eval_config,
                        eval_nomatch_command, index_command, query_command, shown)
 
 __all__ = ["COMMANDS", "bench_config", "build_parser", "eval_config", "main"]
@@ -22,7 +22,8 @@ COMMANDS = {"demo": (a.add_demo, demo_command), "train": (a.add_train, train_fro
             "index": (a.add_index, index_command), "query": (a.add_query, query_command),
             "eval": (a.add_eval, eval_command),
             "eval-nomatch": (a.add_eval_nomatch, eval_nomatch_command), "bench-search": (a.add_bench, bench_command),
-            "bench-train": (a.add_bench_train, bench_train_command)}
+            "bench-train": (a.add_bench_train, bench_train_command),
+            "checkpoint": (a.add_checkpoint, checkpoint_command)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -199,3 +199,10 @@ def add_bench_train(sub):
     p.add_argument("--bf16", action="store_true",
                    help="also the bfloat16 rows where the CPU lacks native bf16 (emulated there: about 10x slower)")
     p.add_argument("--threads", type=int, default=None)
+
+
+def add_checkpoint(sub):
+    p = sub.add_parser("checkpoint", help="the record of a training checkpoint: the runs that made it, step time, "
+                                          "machine, validations")
+    p.add_argument("ckpt", help="a checkpoint written by minihash train (--ckpt, default OUT.ckpt)")
+    p.add_argument("--every", type=_positive_int, default=1000, help="show the validations every N steps (and the last)")

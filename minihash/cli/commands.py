@@ -31,6 +31,7 @@ from ..pairs import training_noise
 from ..search import load_index
 from ..search.pipeline import check_fits, index_audio, query_audio
 from ..search.store import check_model, check_target
+from ..train import checkpoint_record, record_markdown
 
 try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then limits too
     from threadpoolctl import threadpool_limits
@@ -256,4 +257,10 @@ def bench_train_command(args) -> int:
     print(train_step_markdown(rows, torch.get_num_threads()))
     if not (args.bf16 or cpu_has_bf16()):
         print("bfloat16 rows left out: this CPU has no native bfloat16 (AVX512-BF16 or AMX); --bf16 measures them")
+    return 0
+
+
+def checkpoint_command(args) -> int:
+    """`minihash checkpoint`: see `minihash checkpoint --help`."""
+    print(record_markdown(checkpoint_record(args.ckpt), every=args.every))
     return 0
