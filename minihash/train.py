@@ -174,6 +174,7 @@ class Trainer:
         m = machine_info()
         self.segments.append({"start_step": self.step, "end_step": self.step, "step_s": 0.0, "step_cpu_s": 0.0,
                               "precision": self.precision, "device": str(self.device), "cpu": m["cpu"],
+                              "bf16_native": cpu_has_bf16(),
                               "threads": torch.get_num_threads(), "torch": str(m["torch"]),
                               "started": time.strftime("%Y-%m-%d %H:%M:%S")})
 
@@ -235,6 +236,11 @@ def checkpoint_record(path) -> dict:
             "val_history": list(state.get("val_history", []))}
 
 
+def _bf16_note(segment: dict) -> str:
+    """Whether the segment's CPU multiplied bfloat16 natively (older records do not say)."""
+    return {True: " (native bf16)", False: " (no native bf16)"}.get(segment.get("bf16_native"), "")
+
+
 def _load_state(path, device) -> dict:
     """A checkpoint's dict, read with `weights_only=True`; a `FormatError` naming the file otherwise."""
     if not Path(path).is_file():
@@ -262,7 +268,7 @@ def record_markdown(rec: dict, every: int = 1000) -> str:
         n = s["end_step"] - s["start_step"]
         per = f" ({s['step_cpu_s'] / n:.2f} s per step)" if n else ""
         lines.append(f"| {i} | {s['start_step']}-{s['end_step']} | {s['step_cpu_s'] / 60:.1f} min{per} | "
-                     f"{s['precision']}, {s['threads']} | {s['cpu']} | {s.get('started', '-')} |")
+                     f"{s['precision']}, {s['threads']} | {s['cpu']}{_bf16_note(s)} | {s.get('started', '-')} |")
     total = sum(s["step_cpu_s"] for s in rec["segments"])
     lines.append(f"| in all | {rec['step']} | {total / 60:.1f} min | | | |")
     vals = [v for i, v in enumerate(rec["val_history"])
