@@ -110,7 +110,7 @@ def calibrate_index(index, model, tracks: dict, max_false: float = 0.05, confide
         a summary: {length_s: {"windows", "collection", "procedural", "added", "negatives",
         "positives", "right", "threshold"}}, and "seconds": the time it took.
 
-    Notebook: 08_search.ipynb
+    Notebook: 00_overview.ipynb, 08_search.ipynb, 10_your_own_audio.ipynb
     """
     t0 = time.perf_counter()
     cfg = EvalConfig(lengths=tuple(lengths), seed=seed)
@@ -152,7 +152,10 @@ def calibrate_index(index, model, tracks: dict, max_false: float = 0.05, confide
 
 
 def calibration_summary(cal: dict, index, index_s: float | None = None) -> str:
-    """What the thresholds of `calibrate_index` rest on and promise, as `minihash index` prints it."""
+    """What the thresholds of `calibrate_index` rest on and promise, as `minihash index` prints it.
+
+    Notebook: 00_overview.ipynb, 10_your_own_audio.ipynb
+    """
     conf = index.meta["calibration"]["confidence"]
     promise = f", promised with {100 * conf:g} % confidence" if conf else ""
     lines = [f"no match: thresholds per query length, so that at most {100 * index.meta['max_false']:g} % of queries "

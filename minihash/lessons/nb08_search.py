@@ -134,7 +134,8 @@ def plot_leave_one_out(names, own: int, match: int | None = None, length_s: floa
                     arrowprops=dict(arrowstyle="->", color="C3"))
     ax.set(yticks=[], xlim=(0, 1.6 * track_s), ylim=(len(names) - 0.5, -0.5), xlabel="seconds",
            title="leave one track out")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_xticks(np.arange(0, track_s + 1e-9, 10))  # the tracks' time axis; the names sit to the right
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)  # under the axes: hides no name
     return fig, ax
 
 
