@@ -158,6 +158,19 @@ def plot_bucket_sizes(codes, K: int, ax=None, figsize=(8, 3.5), title=None):
 
 # ---- exercises
 
+def _bit_kernel_cases(seed: int, sizes):
+    """For each (B, K, eps, n_iter) of `sizes`: random code logits (B, K) with per-bit biases, and the
+    two halves' kernels Lo, Hi (`bit_kernel`), as the checkers draw them."""
+    g = torch.Generator().manual_seed(seed)
+    for B, K, eps, n_iter in sizes:
+        logits = torch.randn(B, K, generator=g, dtype=torch.float64) + 1.5 * torch.randn(K, generator=g,
+                                                                                       dtype=torch.float64)
+        h = torch.tanh(logits)
+        up, down = torch.exp(h / (K * eps)), torch.exp(-h / (K * eps))
+        Lo, Hi = bit_kernel(up[:, :K // 2], down[:, :K // 2]), bit_kernel(up[:, K // 2:], down[:, K // 2:])
+        yield B, K, eps, n_iter, logits, Lo, Hi
+
+
 def _factored_reference(Lo, Hi, n_iter, rows_first=False, with_u=True, row_mass=None):
     """(u, W) of n_iter factorised Sinkhorn iterations, columns first (and the usual mistakes)."""
     B, n_lo, n_hi = Lo.shape[0], Lo.shape[1], Hi.shape[1]
@@ -190,13 +203,8 @@ def check_factored_sinkhorn(fn) -> None:
 
     Notebook: 06_optimal_transport.ipynb
     """
-    g = torch.Generator().manual_seed(6)
-    for B, K, eps, n_iter in ((12, 4, 0.05, 3), (20, 5, 0.1, 2), (9, 6, 0.02, 5)):
-        logits = torch.randn(B, K, generator=g, dtype=torch.float64) + 1.5 * torch.randn(K, generator=g,
-                                                                                       dtype=torch.float64)
-        h = torch.tanh(logits)
-        up, down = torch.exp(h / (K * eps)), torch.exp(-h / (K * eps))
-        Lo, Hi = bit_kernel(up[:, :K // 2], down[:, :K // 2]), bit_kernel(up[:, K // 2:], down[:, K // 2:])
+    sizes = ((12, 4, 0.05, 3), (20, 5, 0.1, 2), (9, 6, 0.02, 5))  # B, K, eps, n_iter
+    for B, K, eps, n_iter, logits, Lo, Hi in _bit_kernel_cases(6, sizes):
         Lo_np, Hi_np = Lo.numpy(), Hi.numpy()
         full = (Hi_np[:, :, None] * Lo_np[:, None, :]).reshape(B, -1)  # (B, 2^K) the kernel, the long way
         with warnings.catch_warnings():
@@ -279,14 +287,9 @@ def check_bit_targets(fn) -> None:
 
     Notebook: 06_optimal_transport.ipynb
     """
-    g = torch.Generator().manual_seed(7)
     cases = []
-    for B, K, eps, n_iter in ((12, 4, 0.05, 3), (20, 5, 0.1, 2), (9, 6, 0.05, 4)):
-        logits = torch.randn(B, K, generator=g, dtype=torch.float64) + 1.5 * torch.randn(K, generator=g,
-                                                                                       dtype=torch.float64)
-        h = torch.tanh(logits)
-        up, down = torch.exp(h / (K * eps)), torch.exp(-h / (K * eps))
-        Lo, Hi = bit_kernel(up[:, :K // 2], down[:, :K // 2]), bit_kernel(up[:, K // 2:], down[:, K // 2:])
+    sizes = ((12, 4, 0.05, 3), (20, 5, 0.1, 2), (9, 6, 0.05, 4))  # B, K, eps, n_iter
+    for B, K, eps, n_iter, logits, Lo, Hi in _bit_kernel_cases(7, sizes):
         u, W = _factored_reference(Lo.numpy(), Hi.numpy(), n_iter)
         q_pkg, P = balanced_assignment(logits, eps, n_iter, return_plan=True)
         want = B * P.numpy() @ ((np.arange(2 ** K)[:, None] >> np.arange(K)) & 1)  # the long way
