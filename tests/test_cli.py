@@ -16,6 +16,7 @@ from minihash.corpus.music import synth_tracks
 from minihash.encoder import ModelConfig
 from minihash.modelfile import build_model, save_model
 from minihash.search import pipeline, store
+from minihash.evaluate import calibrate
 
 SR = 8000
 
@@ -132,5 +133,7 @@ def test_the_package_api_is_there_and_import_minihash_stays_light():
     assert minihash.load_model is modelfile.load_model and minihash.load_folder is audio.load_folder
     assert minihash.index_audio is pipeline.index_audio and minihash.query_audio is pipeline.query_audio
     assert minihash.load_index is search.load_index and "load_model" in dir(minihash)
+    assert minihash.calibrate_index is calibrate.calibrate_index
+    assert minihash.calibrate_on_negatives is pipeline.calibrate_on_negatives
     code = "import sys, minihash; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
