@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -221,12 +221,12 @@ def overview_figure(model, n_tracks: int = 20, query_s: float = 3.0, snr_db: flo
     mine = index.track_ids[rows] == index.names.index(m.track)
     a = int(round(m.offset_s * SR))
     matched = tracks[index.names.index(m.track)][max(a, 0):max(a, 0) + n]
-    S_q, S_m = log_mel(query, model.cfg.mel), log_mel(matched, model.cfg.mel)  # (n_mels, frames)
+    mel = replace(model.cfg.mel, log="db")  # the model's mel bands, in dB whatever its front end's log
+    S_q, S_m = log_mel(query, mel), log_mel(matched, mel)  # (n_mels, frames)
     top = float(max(S_q.max(), S_m.max()))
     fig, axes = plt.subplots(1, 3, figsize=figsize, gridspec_kw={"width_ratios": [1, 1, 1.4]})
-    mel = model.cfg.mel
-    kw = dict(sr=SR, hop=mel.hop, freq="mel", f_min=mel.f_min, f_max=mel.f_max, clabel="log power",
-              vmin=top - 14, vmax=top)
+    kw = dict(sr=SR, hop=mel.hop, freq="mel", f_min=mel.f_min, f_max=mel.f_max, clabel="power (dB)",
+              vmin=top - 60, vmax=top)
     plot_spectrogram(S_q, ax=axes[0], title=f"query: {query_s:g} s in a room, babble at {snr_db:g} dB", **kw)
     plot_spectrogram(S_m, ax=axes[1], title=f"match: {m.track} from {m.offset_s:.2f} s", **kw)
     plot_offset_votes(offsets[mine], sims[mine], hop_s=index.hop_s, others=(offsets[~mine], sims[~mine]),
