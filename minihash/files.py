@@ -52,3 +52,10 @@ def save_npy(path, a: np.ndarray) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def shown(name) -> str:
+    """A name as text output shows it: control characters (a newline in a file name) escaped, so
+    that one name stays on one line; other names as they are."""
+    name = str(name)
+    return name if name.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)

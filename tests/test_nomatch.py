@@ -11,7 +11,7 @@ import torch
 from minihash.corpus.music import synth_tracks
 from minihash.encoder import ModelConfig
 from minihash.evaluate.calibrate import calibrate_index, own_excerpts
-from minihash.evaluate.nomatch import roc, tpr_at
+from minihash.evaluate.nomatch import NomatchResult, false_match_lines, roc, tpr_at
 from minihash.modelfile import build_model
 from minihash.search import load_index
 from minihash.search.base import AGREE_HOPS, Match
@@ -213,3 +213,23 @@ def test_roc_against_every_threshold():
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
     want = max(np.mean(right & (pos >= t)) for t in np.r_[pos, neg, np.inf] if np.mean(neg >= t) <= 0.05)
     assert tpr_at(fpr, tpr, 0.05) == pytest.approx(want)
+
+
+def test_false_matches_are_listed_highest_first_one_cell_per_name():
+    rng = np.random.default_rng(3)
+    res = NomatchResult((1.0, 2.0), (("clean", None), ("noise", 0.0)))
+    for i in range(40):
+        kind = "negative" if i % 3 else "positive"
+        res.rows.append({"kind": kind, "length_s": 1.0 + i % 2, "cell": res.cells[i % 2], "score": rng.random(),
+                         "threshold": 0.6, "query": f"game{i}|a\nb.ogg", "start_s": 1.5 * i, "match": f"t{i % 4}.ogg",
+                         "offset_s": 0.1 * i})
+    passed = sorted((r for r in res.rows if r["kind"] == "negative" and r["score"] >= r["threshold"]),
+                    key=lambda r: -r["score"])  # the reference: every negative at or above its threshold
+    lines = false_match_lines(res)
+    table = [ln for ln in lines if ln.startswith("| ") and "query" not in ln and "---" not in ln]
+    assert f"{len(passed)} negatives matched" in lines[1] and len(table) == len(passed) > 0
+    assert [float(ln.split("|")[-3]) for ln in table] == [round(r["score"], 3) for r in passed]
+    assert all(ln.count(" | ") == 7 and "\n" not in ln for ln in table)  # "|" and the newline escaped
+    assert len([ln for ln in false_match_lines(res, most=2) if ln.startswith("| ") and "query" not in ln and "---" not in ln]) == 2
+    res.rows = [r for r in res.rows if r["kind"] == "positive"]
+    assert false_match_lines(res)[-1] == "No negative matched."

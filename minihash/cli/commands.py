@@ -25,6 +25,7 @@ from ..evaluate.nomatch import eval_nomatch
 from ..evaluate.protocol import EvalConfig, grid
 from ..evaluate.report import overview_figure
 from ..evaluate.run import load_folders, run_eval
+from ..files import shown
 from ..modelfile import SHIPPED, load_model
 from ..pairs import training_noise
 from ..search import load_index
@@ -37,12 +38,6 @@ try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then l
 except ImportError:
     threadpool_limits = None
 
-
-def shown(name) -> str:
-    """A name as text output shows it: control characters (a newline in a file name) escaped, so
-    that one name stays on one line; other names as they are."""
-    name = str(name)
-    return name if name.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def _command(name: str) -> str:

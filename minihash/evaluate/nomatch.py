@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..audio import SR, find_audio, load
 from ..errors import AudioError
+from ..files import shown
 from ..modelfile import load_model
 from ..pairs import training_noise
 from ..search import load_index
@@ -65,7 +66,7 @@ class NomatchResult:
         return [r for r in self.rows if r["length_s"] == L and r["kind"] == kind and cell in (None, r["cell"])]
 
 
-def run_nomatch(index, model, refs: dict, negatives: list, cfg: EvalConfig, noise, rooms,
+def run_nomatch(index, model, refs: dict, negatives, cfg: EvalConfig, noise, rooms,
                 progress: bool = True) -> NomatchResult:
     """Ask an index `cfg.n_queries` excerpts per length of its own tracks and of music it does not hold.
 
@@ -73,7 +74,7 @@ def run_nomatch(index, model, refs: dict, negatives: list, cfg: EvalConfig, nois
         index: a calibrated neural index. model: its Encoder.
         refs: name -> (T,) signal: the tracks the index holds, by the names it holds them under
             (others are left out).
-        negatives: list of (T,) signals of music the index does not hold.
+        negatives: name -> (T,) signal (or a list of signals) of music the index does not hold.
         cfg: lengths, cells (every excerpt is heard in each), n_queries, seed, hop and tolerances.
         noise, rooms: the evaluation's noises and impulse responses.
 
@@ -84,6 +85,9 @@ def run_nomatch(index, model, refs: dict, negatives: list, cfg: EvalConfig, nois
     if not refs:
         raise ValueError("none of the reference tracks is in the index: pass the folder it was built from")
     names, audio = list(refs), list(refs.values())
+    if not isinstance(negatives, dict):
+        negatives = {f"negative {i}": x for i, x in enumerate(negatives)}
+    neg_names, negatives = list(negatives), list(negatives.values())
     res = NomatchResult(tuple(cfg.lengths), tuple(cfg.cells))
     total = 2 * len(cfg.lengths) * len(cfg.cells) * cfg.n_queries
     with tqdm(total=total, desc="queries", unit="query", disable=not progress) as bar:
@@ -98,17 +102,18 @@ def run_nomatch(index, model, refs: dict, negatives: list, cfg: EvalConfig, nois
                                                           cfg.query_hop_s)
                         m = index.search(e, l, s, threshold=-np.inf)  # every answer, to move any threshold over
                         res.decisions.setdefault(L, index.decision_for(m.n_windows))
-                        res.rows.append(_row(m, kind, L, cell, index, names[q.track] if kind == "positive" else None,
-                                             q, cfg))
+                        res.rows.append(_row(m, kind, L, cell, index, (names if kind == "positive" else neg_names)
+                                             [q.track], q, cfg))
                         bar.update()
     return res
 
 
 def _row(m, kind, L, cell, index, name, q, cfg) -> dict:
-    sc = score(m, name, q.start / SR, q.repeats / SR, cfg.tol_s, cfg.loose_tol_s) if name else {}
+    sc = score(m, name, q.start / SR, q.repeats / SR, cfg.tol_s, cfg.loose_tol_s) if kind == "positive" else {}
     return {"kind": kind, "length_s": L, "cell": cell, "features": match_features([m])[0], "score": m.score,
             "threshold": index.threshold_for(m.n_windows), "hit": sc.get("hit", False),
-            "repeat": sc.get("repeat", False)}
+            "repeat": sc.get("repeat", False), "query": name, "start_s": q.start / SR, "match": m.track,
+            "offset_s": m.offset_s}
 
 
 # ----------------------------------------------------------------------------
@@ -248,7 +253,24 @@ def nomatch_markdown(res: NomatchResult, max_false: float = 0.05) -> str:
             lines.append(f"| {L:g} s | " + " | ".join(f"{'**' * rs[k]['best']}{100 * rs[k]['tpr']:.1f} %"
                                                       f"{'**' * rs[k]['best']}" for k in kinds)
                          + f" | {100 * rs[kinds[0]]['no_threshold']:.1f} % |")
-    return "\n".join(lines)
+    return "\n".join(lines + false_match_lines(res))
+
+
+def false_match_lines(res: NomatchResult, most: int = 50) -> list:
+    """The negatives that matched (at most `most`, highest scores first), as a markdown table: what
+    music was taken for what, so a user can see whether it resembles the index's."""
+    rows = sorted((r for r in res.rows if r["kind"] == "negative" and r["score"] >= r["threshold"]),
+                  key=lambda r: -r["score"])
+    if not rows:
+        return ["", "No negative matched."]
+    head = f"the {most} highest-scoring of them" if len(rows) > most else "every one"
+    lines = ["", f"False matches: {len(rows)} negatives matched; {head}:", "",
+             "| query | condition | excerpt of | from | taken for | at | score | threshold |", "|" + " --- |" * 8]
+    for r in rows[:most]:
+        name, match = (shown(r[k]).replace("|", "\\|") for k in ("query", "match"))  # one table cell each
+        lines.append(f"| {r['length_s']:g} s | {cell_label(r['cell'])} | {name} | {r['start_s']:.1f} s | "
+                     f"{match} | {r['offset_s']:.1f} s | {r['score']:.3f} | {r['threshold']:.3f} |")
+    return lines
 
 
 def eval_nomatch(index_dir, refs_dir, negative_dirs, cfg: EvalConfig, noise_dirs=(), speech_dirs=(), model=None,
@@ -260,7 +282,8 @@ def eval_nomatch(index_dir, refs_dir, negative_dirs, cfg: EvalConfig, noise_dirs
     """
     model = load_model(model or read_manifest(index_dir).get("meta", {}).get("model_path"))
     index = load_index(index_dir, expect_model=model.model_id)
-    negatives = [x for d in negative_dirs for x in mapped_folder(Path(d)).values()]
+    negatives = {f"{Path(d).name}/{k}" if len(negative_dirs) > 1 else k: x
+                 for d in negative_dirs for k, x in mapped_folder(Path(d)).items()}
     if not negatives:
         raise ValueError(f"no audio files under {' '.join(map(str, negative_dirs))}")
     noise, rooms = training_noise(noise_dirs, speech_dirs, split="eval"), eval_rooms(cfg)
