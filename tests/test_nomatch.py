@@ -10,7 +10,7 @@ import torch
 
 from minihash.corpus.music import synth_tracks
 from minihash.encoder import ModelConfig
-from minihash.evaluate.calibrate import calibrate_index, own_excerpts
+from minihash.evaluate.calibrate import FEW_TRACKS, calibrate_index, calibration_summary, own_excerpts
 from minihash.evaluate.nomatch import NomatchResult, false_match_lines, roc, tpr_at
 from minihash.modelfile import build_model
 from minihash.search import load_index
@@ -233,3 +233,14 @@ def test_false_matches_are_listed_highest_first_one_cell_per_name():
     assert len([ln for ln in false_match_lines(res, most=2) if ln.startswith("| ") and "query" not in ln and "---" not in ln]) == 2
     res.rows = [r for r in res.rows if r["kind"] == "positive"]
     assert false_match_lines(res)[-1] == "No negative matched."
+
+
+@pytest.mark.parametrize("tracks, added, warned", [(6, 0, True), (6, 200, False), (FEW_TRACKS, 0, False)])
+def test_the_summary_says_when_the_negatives_come_from_few_tracks(tracks, added, warned):
+    class Index:  # what calibration_summary reads of an index
+        names = [f"t{i}" for i in range(tracks)]
+        meta = {"calibration": {"confidence": 0.9}, "max_false": 0.05}
+    row = {"collection": 200, "procedural": 0, "added": added, "negatives": 200 + added, "right": 180,
+           "positives": 200, "threshold": 0.7}
+    text = calibration_summary({1.0: row, 2.0: dict(row), "seconds": 3.0}, Index())
+    assert ("excerpts of only" in text) == warned and "calibrated in 3 s" in text

@@ -29,6 +29,7 @@ from .protocol import CAL_SEED, EvalConfig, draw_queries, eval_rooms, render
 
 LENGTHS = (1.0, 2.0, 3.0, 5.0)  # query lengths calibrated, seconds
 PER_LENGTH = 200  # negatives per query length (200 keep 5 % with 90 % confidence at 2.5 % passing)
+FEW_TRACKS = 50  # a collection of fewer tracks is a narrow sample of the music it does not hold: said so
 
 # ----------------------------------------------------------------------------
 # how many excerpts a collection gives
@@ -166,6 +167,11 @@ def calibration_summary(cal: dict, index, index_s: float | None = None) -> str:
         parts += [f"{r['added']} of --negatives"] if r["added"] else []
         lines.append(f"  {L:g} s: threshold {r['threshold']:.3f} on {r['negatives']} negatives ({'; '.join(parts)}); "
                      f"decision fitted on them and {r['right']} of {r['positives']} excerpts found in their track")
+    rows = [r for L, r in cal.items() if L != "seconds"]
+    if len(index.names) < FEW_TRACKS and not any(r["added"] for r in rows):
+        lines.append(f"  note: these negatives are excerpts of only {len(index.names)} tracks, a narrow sample of the "
+                     f"music the index does not hold; music unlike them may match more often than promised: add "
+                     f"music you did not index with --negatives DIR")
     share = f" ({100 * cal['seconds'] / index_s:.0f} % of the indexing time)" if index_s else ""
     lines.append(f"calibrated in {cal['seconds']:.0f} s{share}")
     return "\n".join(lines)
