@@ -83,7 +83,7 @@ def plot_offset_votes(offsets_s, weights, hop_s=0.1, others=None, truth_s=None, 
     """The offset histogram of one query: summed similarities of its candidates per offset bin.
 
     A query window at q seconds whose candidate DB window starts at d seconds votes for the offset
-    d - q; the right alignment collects votes from every query window, a wrong one from few.
+    d - q; the right alignment collects votes from (nearly) every query window, a wrong one from few.
 
     Args:
         offsets_s: (C,) offsets (DB start - query window start, seconds) of the candidates in one track.
