@@ -577,7 +577,8 @@ def test_file_names_holding_a_newline_stay_on_one_line(tmp_path, capsys, env, ch
     (music / "bad\nfile.wav").write_bytes(b"junk")
     rc, out, err = run(capsys, "index", music, "-o", tmp_path / "idx", "--model", env.model_file)
     assert rc == 0 and out.startswith("indexed 1 track")
-    assert out.count("\n") == 5  # that line, the no-match summary's head, a line per length (two here), the time
+    # that line, the no-match summary's head, a line per length (two here), the few-tracks note, the time
+    assert out.count("\n") == 6 and "excerpts of only 1 track," in out
     assert [line.split(":")[0] for line in err.splitlines() if line.startswith("skipped")] == ["skipped bad\\nfile.wav"]
     q = tmp_path / "a\nquery.wav"
     sf.write(q, env.tracks[0][2 * SR:5 * SR], SR)
