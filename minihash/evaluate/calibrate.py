@@ -169,7 +169,7 @@ def calibration_summary(cal: dict, index, index_s: float | None = None) -> str:
                      f"decision fitted on them and {r['right']} of {r['positives']} excerpts found in their track")
     rows = [r for L, r in cal.items() if L != "seconds"]
     if len(index.names) < FEW_TRACKS and not any(r["added"] for r in rows):
-        lines.append(f"  note: these negatives are excerpts of only {len(index.names)} track{"s" * (len(index.names) != 1)}, a narrow sample of the "
+        lines.append(f"  note: these negatives are excerpts of only {len(index.names)} track{'s' * (len(index.names) != 1)}, a narrow sample of the "
                      f"music the index does not hold; music unlike them may match more often than promised: add "
                      f"music you did not index with --negatives DIR")
     share = f" ({100 * cal['seconds'] / index_s:.0f} % of the indexing time)" if index_s else ""
