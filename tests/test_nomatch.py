@@ -225,12 +225,15 @@ def test_false_matches_are_listed_highest_first_one_cell_per_name():
                          "offset_s": 0.1 * i})
     passed = sorted((r for r in res.rows if r["kind"] == "negative" and r["score"] >= r["threshold"]),
                     key=lambda r: -r["score"])  # the reference: every negative at or above its threshold
+    def table_rows(lines):
+        return [ln for ln in lines if ln.startswith("| ") and "query" not in ln and "---" not in ln]
+
     lines = false_match_lines(res)
-    table = [ln for ln in lines if ln.startswith("| ") and "query" not in ln and "---" not in ln]
+    table = table_rows(lines)
     assert f"{len(passed)} negatives matched" in lines[1] and len(table) == len(passed) > 0
     assert [float(ln.split("|")[-3]) for ln in table] == [round(r["score"], 3) for r in passed]
     assert all(ln.count(" | ") == 7 and "\n" not in ln for ln in table)  # "|" and the newline escaped
-    assert len([ln for ln in false_match_lines(res, most=2) if ln.startswith("| ") and "query" not in ln and "---" not in ln]) == 2
+    assert len(table_rows(false_match_lines(res, most=2))) == 2
     res.rows = [r for r in res.rows if r["kind"] == "positive"]
     assert false_match_lines(res)[-1] == "No negative matched."
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 
 # torch's worker threads sleep while they wait instead of spinning: on a machine busy with other work, spinning
-# threads wait for each other's turn on a core, and a command runs several times slower (measured on 2 cores beside two
-# training runs: a 0.9 M-parameter transformer embeds 640 windows in 0.7 s instead of 2.4-6.9 s). Read once, when torch loads.
+# threads wait for each other's turn on a core, and a command runs several times slower (measured on 2 cores
+# beside two training runs: a 0.9 M-parameter transformer embeds 640 windows in 0.7 s instead of 2.4-6.9 s).
+# Read once, when torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse

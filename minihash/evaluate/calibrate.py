@@ -161,17 +161,18 @@ def calibration_summary(cal: dict, index, index_s: float | None = None) -> str:
     promise = f", promised with {100 * conf:g} % confidence" if conf else ""
     lines = [f"no match: thresholds per query length, so that at most {100 * index.meta['max_false']:g} % of queries "
              f"of music not in the index match{promise}; `minihash query --max-false` changes the share"]
-    for L, r in ((L, r) for L, r in cal.items() if L != "seconds"):
+    rows = {L: r for L, r in cal.items() if L != "seconds"}
+    for L, r in rows.items():
         parts = [f"{r['collection']} excerpts of the collection, each searched without its own track"]
         parts += [f"{r['procedural']} of procedural songs (the collection is too small)"] if r["procedural"] else []
         parts += [f"{r['added']} of --negatives"] if r["added"] else []
         lines.append(f"  {L:g} s: threshold {r['threshold']:.3f} on {r['negatives']} negatives ({'; '.join(parts)}); "
                      f"decision fitted on them and {r['right']} of {r['positives']} excerpts found in their track")
-    rows = [r for L, r in cal.items() if L != "seconds"]
-    if len(index.names) < FEW_TRACKS and not any(r["added"] for r in rows):
-        lines.append(f"  note: these negatives are excerpts of only {len(index.names)} track{'s' * (len(index.names) != 1)}, a narrow sample of the "
-                     f"music the index does not hold; music unlike them may match more often than promised: add "
-                     f"music you did not index with --negatives DIR")
+    n = len(index.names)
+    if n < FEW_TRACKS and not any(r["added"] for r in rows.values()):
+        lines.append(f"  note: these negatives are excerpts of only {n} track{'s' * (n != 1)}, a narrow sample of "
+                     f"the music the index does not hold; music unlike them may match more often than promised: "
+                     f"add music you did not index with --negatives DIR")
     share = f" ({100 * cal['seconds'] / index_s:.0f} % of the indexing time)" if index_s else ""
     lines.append(f"calibrated in {cal['seconds']:.0f} s{share}")
     return "\n".join(lines)

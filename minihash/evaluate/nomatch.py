@@ -66,7 +66,7 @@ class NomatchResult:
         return [r for r in self.rows if r["length_s"] == L and r["kind"] == kind and cell in (None, r["cell"])]
 
 
-def run_nomatch(index, model, refs: dict, negatives, cfg: EvalConfig, noise, rooms,
+def run_nomatch(index, model, refs: dict, negatives: dict, cfg: EvalConfig, noise, rooms,
                 progress: bool = True) -> NomatchResult:
     """Ask an index `cfg.n_queries` excerpts per length of its own tracks and of music it does not hold.
 
@@ -74,7 +74,7 @@ def run_nomatch(index, model, refs: dict, negatives, cfg: EvalConfig, noise, roo
         index: a calibrated neural index. model: its Encoder.
         refs: name -> (T,) signal: the tracks the index holds, by the names it holds them under
             (others are left out).
-        negatives: name -> (T,) signal (or a list of signals) of music the index does not hold.
+        negatives: name -> (T,) signal of music the index does not hold.
         cfg: lengths, cells (every excerpt is heard in each), n_queries, seed, hop and tolerances.
         noise, rooms: the evaluation's noises and impulse responses.
 
@@ -85,8 +85,6 @@ def run_nomatch(index, model, refs: dict, negatives, cfg: EvalConfig, noise, roo
     if not refs:
         raise ValueError("none of the reference tracks is in the index: pass the folder it was built from")
     names, audio = list(refs), list(refs.values())
-    if not isinstance(negatives, dict):
-        negatives = {f"negative {i}": x for i, x in enumerate(negatives)}
     neg_names, negatives = list(negatives), list(negatives.values())
     res = NomatchResult(tuple(cfg.lengths), tuple(cfg.cells))
     total = 2 * len(cfg.lengths) * len(cfg.cells) * cfg.n_queries
