@@ -11,7 +11,7 @@ import torch
 from minihash.corpus.music import synth_tracks
 from minihash.encoder import ModelConfig
 from minihash.evaluate.calibrate import FEW_TRACKS, calibrate_index, calibration_summary, own_excerpts
-from minihash.evaluate.nomatch import NomatchResult, false_match_lines, roc, tpr_at
+from minihash.evaluate.nomatch import NomatchResult, false_interval, false_match_lines, roc, tpr_at
 from minihash.modelfile import build_model
 from minihash.search import load_index
 from minihash.search.base import AGREE_HOPS, Match
@@ -247,3 +247,20 @@ def test_the_summary_says_when_the_negatives_come_from_few_tracks(tracks, added,
            "positives": 200, "threshold": 0.7}
     text = calibration_summary({1.0: row, 2.0: dict(row), "seconds": 3.0}, Index())
     assert ("excerpts of only" in text) == warned and "calibrated in 3 s" in text
+
+
+@pytest.mark.parametrize("k, n", [(0, 200), (1, 200), (12, 200), (10, 200), (40, 1200), (200, 200)])
+def test_false_interval_is_where_the_binomial_tails_hold_five_percent(k, n):
+    from scipy.stats import binom
+    lo, hi = false_interval(k, n)
+    assert 0.0 <= lo <= k / n <= hi <= 1.0
+    # the exact interval's ends, by definition: at lo, k or more pass with 5 %; at hi, k or fewer
+    if k > 0:
+        assert binom.sf(k - 1, n, lo) == pytest.approx(0.05, abs=1e-6)
+    else:
+        assert lo == 0.0
+    if k < n:
+        assert binom.cdf(k, n, hi) == pytest.approx(0.05, abs=1e-6)
+    else:
+        assert hi == 1.0
+    assert false_interval(12, 200)[0] < 0.05 < false_interval(12, 200)[1]  # 6 % of 200 is not over 5 % for sure

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy.stats import binomtest
 from tqdm.auto import tqdm
 
 from ..audio import SR, find_audio, load
@@ -135,6 +136,16 @@ def operating_point(res: NomatchResult) -> list[dict]:
     return out
 
 
+def false_interval(k: int, n: int, level: float = 0.9) -> tuple[float, float]:
+    """Where the true false-match share lies, with `level` confidence, when k of n negatives matched:
+    the exact (Clopper-Pearson) interval. 200 negatives measure a share of 5 % to about +-2.5 points,
+    so a cell can read over the promise by chance; the interval says how far."""
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
 def candidate_scores(res: NomatchResult, L, rows) -> dict:
     """{candidate: (n,) scores} of rows of length L: the single features, and the index's logistic fit."""
     X = np.array([r["features"] for r in rows]).reshape(-1, 3)
@@ -231,12 +242,14 @@ def plot_roc(res: NomatchResult, cell=None, max_false: float = 0.05, axes=None, 
 
 def nomatch_markdown(res: NomatchResult, max_false: float = 0.05) -> str:
     """The operating point and the comparison of scores, as markdown tables."""
-    lines = ["| query | condition | threshold | false matches | true finds, no threshold | with it | kept | "
-             "repeat-aware, no threshold | with it | kept |", "|" + " --- |" * 10]
+    lines = ["| query | condition | threshold | false matches | 90 % interval | true finds, no threshold | with it | "
+             "kept | repeat-aware, no threshold | with it | kept |", "|" + " --- |" * 11]
     for r in operating_point(res):
         pct = lambda k, n: f"{100 * r[k] / max(n, 1):.1f} %"  # noqa: E731
+        lo, hi = false_interval(r["false"], r["n_neg"])
         lines.append(f"| {r['length_s']:g} s | {r['cell']} | {r['threshold']:.3f} | {r['false']} of {r['n_neg']} "
-                     f"({pct('false', r['n_neg'])}) | {pct('hit', r['n'])} | {pct('hit_kept', r['n'])} | "
+                     f"({pct('false', r['n_neg'])}) | {100 * lo:.1f}-{100 * hi:.1f} % | {pct('hit', r['n'])} | "
+                     f"{pct('hit_kept', r['n'])} | "
                      f"{pct('hit_kept', r['hit'])} | {pct('repeat', r['n'])} | {pct('repeat_kept', r['n'])} | "
                      f"{pct('repeat_kept', r['repeat'])} |")
     cells = [None] + [c for c in res.cells if c[1] is not None or c[0] != "clean"]
