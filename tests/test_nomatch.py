@@ -11,7 +11,7 @@ import torch
 from minihash.corpus.music import synth_tracks
 from minihash.encoder import ModelConfig
 from minihash.evaluate.calibrate import FEW_TRACKS, calibrate_index, calibration_summary, own_excerpts
-from minihash.evaluate.nomatch import NomatchResult, false_interval, false_match_lines, roc, tpr_at
+from minihash.evaluate.nomatch import NomatchResult, false_interval, false_match_lines, operating_point, roc, tpr_at
 from minihash.modelfile import build_model
 from minihash.search import load_index
 from minihash.search.base import AGREE_HOPS, Match
@@ -264,3 +264,22 @@ def test_false_interval_is_where_the_binomial_tails_hold_five_percent(k, n):
     else:
         assert hi == 1.0
     assert false_interval(12, 200)[0] < 0.05 < false_interval(12, 200)[1]  # 6 % of 200 is not over 5 % for sure
+
+
+def test_operating_point_pools_the_cells_of_each_length():
+    rng = np.random.default_rng(3)
+    res = NomatchResult((1.0, 2.0), (("clean", None), ("noise", 0.0)))
+    for i in range(120):
+        res.rows.append({"kind": "negative" if i % 2 else "positive", "length_s": 1.0 + i % 3 // 2, "cell": res.cells[i % 4 // 2],
+                         "score": rng.random(), "threshold": 0.7, "hit": bool(i % 5), "repeat": bool(i % 5 or i % 7)})
+    rows = operating_point(res, pooled=True)
+    assert [r["cell"] for r in rows] == ["clean", "noise 0 dB", "every condition"] * 2
+    for L in res.lengths:  # the reference: a naive count over every row of the length
+        neg = [r for r in res.rows if r["length_s"] == L and r["kind"] == "negative"]
+        pos = [r for r in res.rows if r["length_s"] == L and r["kind"] == "positive"]
+        every = next(r for r in rows if r["length_s"] == L and r["cell"] == "every condition")
+        assert every["false"] == sum(r["score"] >= 0.7 for r in neg) and every["n_neg"] == len(neg)
+        assert every["hit_kept"] == sum(r["hit"] and r["score"] >= 0.7 for r in pos) and every["n"] == len(pos)
+        cells = [r for r in rows if r["length_s"] == L and r["cell"] != "every condition"]
+        assert every["false"] == sum(r["false"] for r in cells) and every["repeat"] == sum(r["repeat"] for r in cells)
+    assert len(operating_point(res)) == 4  # not pooled unless asked

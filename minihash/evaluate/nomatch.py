@@ -119,15 +119,20 @@ def _row(m, kind, L, cell, index, name, q, cfg) -> dict:
 # at the index's thresholds, and ROC curves of the candidate scores
 
 
-def operating_point(res: NomatchResult) -> list[dict]:
+def operating_point(res: NomatchResult, pooled: bool = False) -> list[dict]:
     """Per length and cell: false matches of the negatives at the index's thresholds, and the true
-    finds of the positives without a threshold and with it (hits within 0.1 s, and repeat-aware)."""
+    finds of the positives without a threshold and with it (hits within 0.1 s, and repeat-aware).
+    `pooled`: after each length's cells, a row of all of them together ("every condition"), the share
+    the index promises per length (where there is more than one cell)."""
     out = []
     for L in res.lengths:
-        for cell in res.cells:
-            neg, pos = res.select(L, "negative", cell), res.select(L, "positive", cell)
+        cells = [(cell_label(c), [c]) for c in res.cells]
+        cells += [("every condition", list(res.cells))] if pooled and len(res.cells) > 1 else []
+        for label, group in cells:
+            neg = [r for c in group for r in res.select(L, "negative", c)]
+            pos = [r for c in group for r in res.select(L, "positive", c)]
             kept = [r["score"] >= r["threshold"] for r in pos]
-            out.append({"length_s": L, "cell": cell_label(cell), "n": len(pos),
+            out.append({"length_s": L, "cell": label, "n": len(pos),
                         "threshold": pos[0]["threshold"] if pos else float("nan"),
                         "false": sum(r["score"] >= r["threshold"] for r in neg), "n_neg": len(neg),
                         "hit": sum(r["hit"] for r in pos), "hit_kept": sum(r["hit"] and k for r, k in zip(pos, kept)),
@@ -244,7 +249,7 @@ def nomatch_markdown(res: NomatchResult, max_false: float = 0.05) -> str:
     """The operating point and the comparison of scores, as markdown tables."""
     lines = ["| query | condition | threshold | false matches | 90 % interval | true finds, no threshold | with it | "
              "kept | repeat-aware, no threshold | with it | kept |", "|" + " --- |" * 11]
-    for r in operating_point(res):
+    for r in operating_point(res, pooled=True):
         pct = lambda k, n: f"{100 * r[k] / max(n, 1):.1f} %"  # noqa: E731
         lo, hi = false_interval(r["false"], r["n_neg"])
         lines.append(f"| {r['length_s']:g} s | {r['cell']} | {r['threshold']:.3f} | {r['false']} of {r['n_neg']} "
