@@ -270,8 +270,9 @@ def test_operating_point_pools_the_cells_of_each_length():
     rng = np.random.default_rng(3)
     res = NomatchResult((1.0, 2.0), (("clean", None), ("noise", 0.0)))
     for i in range(120):
-        res.rows.append({"kind": "negative" if i % 2 else "positive", "length_s": 1.0 + i % 3 // 2, "cell": res.cells[i % 4 // 2],
-                         "score": rng.random(), "threshold": 0.7, "hit": bool(i % 5), "repeat": bool(i % 5 or i % 7)})
+        res.rows.append({"kind": "negative" if i % 2 else "positive", "length_s": 1.0 + i % 3 // 2,
+                         "cell": res.cells[i % 4 // 2], "score": rng.random(), "threshold": 0.7, "hit": bool(i % 5),
+                         "repeat": bool(i % 5 or i % 7)})
     rows = operating_point(res, pooled=True)
     assert [r["cell"] for r in rows] == ["clean", "noise 0 dB", "every condition"] * 2
     for L in res.lengths:  # the reference: a naive count over every row of the length
