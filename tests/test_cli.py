@@ -72,7 +72,7 @@ def test_query_holds_to_another_max_false_without_indexing_again(setup, tmp_path
     assert main(["index", str(refs), "-o", str(idx), "--model", str(model), "--calibration", "40"]) == 0
     out = capsys.readouterr().out
     assert "1 s: threshold" in out and "on 40 negatives (40 excerpts of the collection, each searched without" in out
-    assert "of procedural songs (the collection is too small)" in out  # 6 tracks of 20 s: 24 of 5 s excerpts
+    assert "(overlapping: worth the 24 that fit end to end)" in out  # 6 tracks of 20 s: 24 of 5 s excerpts
     assert "note: these negatives are excerpts of only 6 tracks" in out  # and it says the sample is narrow
     files = sorted(str(p) for p in queries.iterdir())
     enc = modelfile.load_model(model)

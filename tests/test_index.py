@@ -215,6 +215,12 @@ def test_allowed_passes_is_the_largest_count_whose_exact_bound_keeps_the_promise
     scores = np.linspace(0, 1, n)
     thr = calibrate_threshold(scores, 0.05, confidence=0.9)
     assert np.sum(scores >= thr) == allowed_passes(n, 0.05, 0.9)
+    # k copies of n negatives are worth n: the same threshold as the n themselves; counted as k n, more pass
+    for k in (2, 5):
+        copies = np.repeat(scores, k)
+        assert calibrate_threshold(copies, 0.05, 0.9, worth=n) == thr
+        assert np.sum(copies >= calibrate_threshold(copies, 0.05, 0.9)) >= k * allowed_passes(n, 0.05, 0.9)
+    assert calibrate_threshold(scores, 0.05, None, worth=n / 4) == calibrate_threshold(scores, 0.05)  # no promise
 
 
 def test_one_threshold_per_query_length(toy, tmp_path):

@@ -184,17 +184,36 @@ def test_calibrate_index_on_its_own_collection(monkeypatch):
 
     monkeypatch.setattr(HashIndex, "search", spy)
     cal = calibrate_index(index, model, tracks, per_length=30, lengths=(1.0, 5.0), progress=False)
-    # 4 tracks of about 12 s: 30 one-second excerpts of their own, only two of five seconds from each
+    # 4 tracks of about 12 s: 30 one-second excerpts fit end to end, only two of five seconds from each
     n5 = sum(len(x) // (5 * 8000) for x in tracks.values())
-    assert (cal[1.0]["collection"], cal[1.0]["procedural"]) == (30, 0)
-    assert (cal[5.0]["collection"], cal[5.0]["procedural"]) == (n5, 30 - n5) and n5 == 8
-    assert cal[5.0]["negatives"] == 30 and cal[5.0]["positives"] == n5
+    assert (cal[1.0]["collection"], cal[1.0]["apart"], cal[1.0]["procedural"]) == (30, 30, 0)
+    assert (cal[5.0]["collection"], cal[5.0]["apart"], cal[5.0]["procedural"]) == (30, n5, 0) and n5 == 8
+    assert cal[5.0]["negatives"] == 30 and cal[5.0]["positives"] == 30
     own = [e for e in searched if e is not None]
-    assert len(own) == 30 + n5 and set(own) <= set(tracks)  # each own excerpt searched without its track ...
-    assert searched.count(None) == 30 + n5 + 30 - n5  # ... and with it; procedural ones once
+    assert len(own) == 60 and set(own) <= set(tracks)  # each own excerpt searched without its track ...
+    assert searched.count(None) == 60  # ... and with it
     for L, w in ((1.0, 1), (5.0, 9)):
         assert cal[L]["windows"] == w and cal[L]["threshold"] == index.threshold_for(w)
     assert sorted(index.thresholds) == [1, 9] and index.meta["calibration"]["confidence"] == 0.9
+    # the 30 overlapping five-second excerpts count as the 8 that fit end to end
+    kept = index.meta["calibration"]
+    worth, n_windows = np.array(kept["worth"]), np.array(kept["n_windows"])
+    np.testing.assert_allclose(worth[n_windows == 9], n5 / 30)
+    np.testing.assert_allclose(worth[n_windows == 1], 1.0)
+    five = np.array(kept["scores"])[n_windows == 9]
+    assert index.thresholds[9] == calibrate_threshold(five, 0.05 * np.mean(np.array(kept["searched"])[n_windows == 9]),
+                                                      0.9, worth=n5)
+    assert "worth the 8 that fit end to end" in calibration_summary(cal, index)
+
+
+def test_calibrate_index_of_one_track_falls_back_on_procedural_songs():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.preset("tiny"))
+    tracks = {"only": synth_tracks(1, 12.0, seed=92)[0]}
+    index = index_audio(model, tracks, progress=False)
+    cal = calibrate_index(index, model, tracks, per_length=20, lengths=(1.0,), progress=False)
+    assert (cal[1.0]["collection"], cal[1.0]["procedural"], cal[1.0]["positives"]) == (0, 20, 0)
+    assert "20 of procedural songs (the collection gives none)" in calibration_summary(cal, index)
 
 
 # ----------------------------------------------------------------------------
@@ -243,7 +262,7 @@ def test_the_summary_says_when_the_negatives_come_from_few_tracks(tracks, added,
     class Index:  # what calibration_summary reads of an index
         names = [f"t{i}" for i in range(tracks)]
         meta = {"calibration": {"confidence": 0.9}, "max_false": 0.05}
-    row = {"collection": 200, "procedural": 0, "added": added, "negatives": 200 + added, "right": 180,
+    row = {"collection": 200, "apart": 200, "procedural": 0, "added": added, "negatives": 200 + added, "right": 180,
            "positives": 200, "threshold": 0.7}
     text = calibration_summary({1.0: row, 2.0: dict(row), "seconds": 3.0}, Index())
     assert ("excerpts of only" in text) == warned and "calibrated in 3 s" in text

@@ -8,8 +8,10 @@ normally is a positive, found or not, and the two together fit the decision scor
 length (`search.threshold.fit_logistic` on the match's similarity, margin and agreeing windows).
 The excerpts are drawn and heard as the evaluation's queries are (`protocol.draw_queries`,
 `protocol.render`: clean, in noise at 0-20 dB, in rooms, in rooms and noise, in turn), with the
-evaluation's noise and rooms, which training never hears. Procedural songs fill in where the
-collection is too small to give enough excerpts; music known not to be in the index adds more.
+evaluation's noise and rooms, which training never hears. A small collection gives its excerpts
+overlapping, and they count for the confidence as the excerpts that fit end to end (`own_excerpts`);
+procedural songs stand in only where the collection gives none (one track); music known not to be in
+the index adds more.
 
 `minihash index`, `minihash eval` and `minihash demo` all calibrate here.
 
@@ -36,9 +38,10 @@ FEW_TRACKS = 50  # a collection of fewer tracks is a narrow sample of the music 
 
 
 def own_excerpts(seconds, length_s: float) -> int:
-    """How many `length_s` excerpts of a collection of tracks `seconds` long are leave-one-track-out
-    negatives worth having: as many as fit end to end (more would repeat the same audio), and none
-    from fewer than two tracks (with one track excluded, nothing is left to match).
+    """How many independent `length_s` excerpts a collection of tracks `seconds` long gives as
+    leave-one-track-out negatives: as many as fit end to end (more overlap, repeating the same audio,
+    and count as that many), and none from fewer than two tracks (with one track excluded, nothing is
+    left to match).
     """
     return 0 if len(seconds) < 2 else int(sum(s // length_s for s in seconds))
 
@@ -91,9 +94,9 @@ def calibrate_index(index, model, tracks: dict, max_false: float = 0.05, confide
     """Fit the index's decision score and set its no-match thresholds on its own collection.
 
     Per query length: `per_length` excerpts of the indexed tracks, each searched without its own
-    track (negatives) and with it (positives); procedural songs stand in for the excerpts the
-    collection is too small to give (`own_excerpts`); `per_length` excerpts of `negatives` (music
-    not in the index) are added. The decision score of each length is fitted on them
+    track (negatives) and with it (positives); where fewer fit end to end (`own_excerpts`), they
+    overlap and count for the confidence as those that fit; procedural songs stand in only where the
+    collection gives none; `per_length` excerpts of `negatives` (music not in the index) are added. The decision score of each length is fitted on them
     (`index.fit_decision`), then the thresholds are set on the negatives' scores (`index.calibrate`).
 
     Args:
@@ -108,8 +111,9 @@ def calibrate_index(index, model, tracks: dict, max_false: float = 0.05, confide
         progress: show a progress bar.
 
     Returns:
-        a summary: {length_s: {"windows", "collection", "procedural", "added", "negatives",
-        "positives", "right", "threshold"}}, and "seconds": the time it took.
+        a summary: {length_s: {"windows", "collection", "apart" (what the collection's excerpts are
+        worth: as many as fit end to end), "procedural", "added", "negatives", "positives", "right",
+        "threshold"}}, and "seconds": the time it took.
 
     Notebook: 00_overview.ipynb, 08_search.ipynb, 10_your_own_audio.ipynb
     """
@@ -118,11 +122,12 @@ def calibrate_index(index, model, tracks: dict, max_false: float = 0.05, confide
     noise, rooms = training_noise(split="eval"), eval_rooms(cfg)
     names, audio = list(tracks), list(tracks.values())
     seconds = [len(x) / SR for x in audio]
-    own = {L: min(per_length, own_excerpts(seconds, L)) for L in lengths}
-    synth = synth_tracks(20, cfg.synth_seconds, seed=CAL_SEED) if any(own[L] < per_length for L in lengths) else []
+    apart = {L: min(per_length, own_excerpts(seconds, L)) for L in lengths}  # independent excerpts
+    own = {L: per_length if apart[L] else 0 for L in lengths}  # drawn, overlapping where they must
+    synth = synth_tracks(20, cfg.synth_seconds, seed=CAL_SEED) if not all(own.values()) else []
     negatives = list(negatives)
     total = sum(per_length + (per_length if negatives else 0) for _ in lengths)
-    neg, pos, right, searched, summary = [], [], [], [], {}
+    neg, pos, right, searched, worth, summary = [], [], [], [], [], {}
     share = np.bincount(index.track_ids, minlength=len(index.names)) / max(len(index), 1)  # of the index's windows
     share = {name: share[i] for i, name in enumerate(index.names)}
     with tqdm(total=total, desc="calibrating", unit="query", disable=not progress) as bar:
@@ -139,10 +144,12 @@ def calibrate_index(index, model, tracks: dict, max_false: float = 0.05, confide
             pos += p_
             right += r_
             searched += [1.0 - share[names[k]] for k in w_] + [1.0] * len(s_ + a_)
-            summary[L] = {"windows": (n_ + s_ + a_)[0].n_windows, "collection": len(n_), "procedural": len(s_),
-                          "added": len(a_), "negatives": len(n_ + s_ + a_), "positives": len(p_), "right": int(sum(r_))}
+            worth += [apart[L] / own[L] if own[L] else 1.0] * len(n_) + [1.0] * len(s_ + a_)
+            summary[L] = {"windows": (n_ + s_ + a_)[0].n_windows, "collection": len(n_), "apart": apart[L],
+                          "procedural": len(s_), "added": len(a_), "negatives": len(n_ + s_ + a_),
+                          "positives": len(p_), "right": int(sum(r_))}
     index.fit_decision(neg, pos, right)
-    index.calibrate(index.rescore(neg), max_false, [m.n_windows for m in neg], confidence, searched)
+    index.calibrate(index.rescore(neg), max_false, [m.n_windows for m in neg], confidence, searched, worth)
     for L, row in summary.items():
         row["threshold"] = index.threshold_for(row["windows"])
     return {**summary, "seconds": time.perf_counter() - t0}
@@ -163,8 +170,10 @@ def calibration_summary(cal: dict, index, index_s: float | None = None) -> str:
              f"of music not in the index match{promise}; `minihash query --max-false` changes the share"]
     rows = {L: r for L, r in cal.items() if L != "seconds"}
     for L, r in rows.items():
-        parts = [f"{r['collection']} excerpts of the collection, each searched without its own track"]
-        parts += [f"{r['procedural']} of procedural songs (the collection is too small)"] if r["procedural"] else []
+        overlap = f" (overlapping: worth the {r['apart']} that fit end to end)" if r["apart"] < r["collection"] else ""
+        parts = [f"{r['collection']} excerpts of the collection{overlap}, each searched without its own track"] \
+            if r["collection"] else []
+        parts += [f"{r['procedural']} of procedural songs (the collection gives none)"] if r["procedural"] else []
         parts += [f"{r['added']} of --negatives"] if r["added"] else []
         lines.append(f"  {L:g} s: threshold {r['threshold']:.3f} on {r['negatives']} negatives ({'; '.join(parts)}); "
                      f"decision fitted on them and {r['right']} of {r['positives']} excerpts found in their track")

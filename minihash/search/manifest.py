@@ -156,13 +156,16 @@ def _check_decision(f: Path, decision) -> None:
 
 
 def _check_calibration(f: Path, cal) -> None:
-    """meta["calibration"]: the negatives' scores, the share of the index each searched, their window counts."""
+    """meta["calibration"]: the negatives' scores, the share of the index each searched, what each is worth,
+    their window counts."""
     if cal is None:
         return
     _need(isinstance(cal, dict) and _numbers(cal.get("scores")), f, "meta calibration holds no list of scores")
     n = len(cal["scores"])
     _need(cal.get("searched") is None or (_numbers(cal["searched"], n) and all(0 < x <= 1 for x in cal["searched"])),
           f, f"meta calibration: searched must be {n} shares in (0, 1]")
+    _need(cal.get("worth") is None or (_numbers(cal["worth"], n) and all(0 < x <= 1 for x in cal["worth"])),
+          f, f"meta calibration: worth must be {n} numbers in (0, 1]")
     nw = cal.get("n_windows")
     _need(nw is None or (isinstance(nw, list) and len(nw) == n and all(_int(x, 1) for x in nw)), f,
           f"meta calibration: n_windows must be {n} window counts")

@@ -35,7 +35,8 @@ def allowed_passes(n: int, max_false: float, confidence: float | None = None) ->
     return k
 
 
-def calibrate_threshold(negatives, max_false: float = 0.05, confidence: float | None = None) -> float:
+def calibrate_threshold(negatives, max_false: float = 0.05, confidence: float | None = None,
+                        worth: float | None = None) -> float:
     """The lowest threshold at which at most `max_false` of queries not in the DB match.
 
     Args:
@@ -43,6 +44,9 @@ def calibrate_threshold(negatives, max_false: float = 0.05, confidence: float | 
         max_false: the share of them allowed to match (score >= threshold).
         confidence: if given, the share is promised for new negatives with this confidence
             (`allowed_passes`), not only for these.
+        worth: how many independent negatives they are worth (default: as many as they are). Overlapping
+            excerpts of the same audio are fewer than their number: with `confidence`, the share that may
+            pass is the one `allowed_passes` gives for `worth` negatives.
 
     Returns:
         the threshold.
@@ -53,7 +57,11 @@ def calibrate_threshold(negatives, max_false: float = 0.05, confidence: float | 
     s = np.sort([float(getattr(m, "score", m)) for m in negatives])[::-1]
     if len(s) == 0:
         raise ValueError("calibrating a threshold needs at least one negative query")
-    allowed = allowed_passes(len(s), max_false, confidence)
+    if worth is None or confidence is None or worth >= len(s):
+        allowed = allowed_passes(len(s), max_false, confidence)
+    else:  # the share allowed among `worth` independent negatives, applied to all of them
+        n = max(int(np.floor(worth + 1e-9)), 1)
+        allowed = int(np.floor(allowed_passes(n, max_false, confidence) * len(s) / n + 1e-9))
     if allowed >= len(s):
         return float(-np.inf)
     return float(np.nextafter(s[allowed], np.inf))  # only scores above s[allowed] pass
@@ -215,7 +223,7 @@ class NoMatch:
         return {int(k): v for k, v in fits.items()}
 
     def calibrate(self, negatives, max_false: float = 0.05, n_windows=None, confidence: float | None = None,
-                  searched=None) -> float:
+                  searched=None, worth=None) -> float:
         """Set (and return) the threshold from negative queries' Matches or scores, and keep the scores
         (`set_max_false` sets it again for another share, without searching).
 
@@ -224,12 +232,22 @@ class NoMatch:
         `searched` is the share of the index each negative was searched in (1 - its track's share
         for one searched without its own track; default 1): a chance match has that much less
         audio to come from, so a group's share allowed to pass is scaled by its mean.
+        `worth` is what each negative counts for the confidence, in (0, 1] (default 1): overlapping
+        excerpts of a small collection count as the independent ones they stand for
+        (`calibrate_threshold`).
         """
         scores = [float(getattr(m, "score", m)) for m in negatives]
         searched = np.ones(len(scores)) if searched is None else np.asarray(searched, dtype=np.float64)
-        if (n_windows is not None and len(n_windows) != len(scores)) or len(searched) != len(scores):
-            raise ValueError(f"{len(scores)} negatives but {len(n_windows)} window counts or {len(searched)} shares")
+        worth = np.ones(len(scores)) if worth is None else np.asarray(worth, dtype=np.float64)
+        if (n_windows is not None and len(n_windows) != len(scores)) or len(searched) != len(scores) \
+                or len(worth) != len(scores):
+            counts = "no" if n_windows is None else len(n_windows)
+            raise ValueError(f"{len(scores)} negatives but {counts} window counts, {len(searched)} "
+                             f"shares or {len(worth)} worths")
+        if not np.all((worth > 0) & (worth <= 1)):
+            raise ValueError("what a negative is worth must lie in (0, 1]")
         self.meta["calibration"] = {"scores": scores, "confidence": confidence, "searched": searched.tolist(),
+                                    "worth": worth.tolist(),
                                     "n_windows": None if n_windows is None else [int(n) for n in n_windows]}
         return self.set_max_false(max_false)
 
@@ -246,9 +264,11 @@ class NoMatch:
             raise ValueError(f"max_false must be a share from 0 to 1, got {max_false:g}")
         scores, confidence = np.asarray(cal["scores"]), cal["confidence"]
         searched = np.asarray(cal.get("searched") or np.ones(len(scores)))
+        worth = np.asarray(cal.get("worth") or np.ones(len(scores)))
 
         def threshold(group):  # the group's share allowed, scaled by how much of the index it searched
-            return calibrate_threshold(scores[group], max_false * searched[group].mean(), confidence)
+            return calibrate_threshold(scores[group], max_false * searched[group].mean(), confidence,
+                                       worth[group].sum())
 
         self.threshold = threshold(np.ones(len(scores), dtype=bool))
         self.meta["max_false"] = float(max_false)
