@@ -96,8 +96,9 @@ def calibrate_index(index, model, tracks: dict, max_false: float = 0.05, confide
     Per query length: `per_length` excerpts of the indexed tracks, each searched without its own
     track (negatives) and with it (positives); where fewer fit end to end (`own_excerpts`), they
     overlap and count for the confidence as those that fit; procedural songs stand in only where the
-    collection gives none; `per_length` excerpts of `negatives` (music not in the index) are added. The decision score of each length is fitted on them
-    (`index.fit_decision`), then the thresholds are set on the negatives' scores (`index.calibrate`).
+    collection gives none; `per_length` excerpts of `negatives` (music not in the index) are added.
+    The decision score of each length is fitted on them (`index.fit_decision`), then the thresholds
+    are set on the negatives' scores (`index.calibrate`).
 
     Args:
         index: a neural index (`search.BaseIndex`). model: the Encoder that fingerprinted it.
