@@ -180,6 +180,8 @@ def train_from_args(args) -> int:
         raise SystemExit(f"minihash train: --masks is a share of training pairs, between 0 and 1, got {args.masks}")
     if not 0.0 <= args.band <= 1.0:
         raise SystemExit(f"minihash train: --band is a share of training pairs, between 0 and 1, got {args.band}")
+    if not args.tau > 0:
+        raise SystemExit(f"minihash train: --tau is a temperature, above 0, got {args.tau}")
     dcfg = DistortConfig(snr_db=tuple(args.snr), p_band=args.band)
     distorter = Distorter(dcfg, noise, rirs)
     val_noise = training_noise(args.noise, args.speech, split="eval")
@@ -198,7 +200,7 @@ def train_from_args(args) -> int:
     tcfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, threads=args.threads, seed=args.seed,
                        ckpt=args.ckpt or str(args.out) + ".ckpt", precision=args.precision,
                        budget_s=args.budget_min * 60 if args.budget_min else None)
-    lcfg = LossConfig(hash=args.hash, masks=MaskConfig(p=args.masks) if args.masks > 0 else None)
+    lcfg = LossConfig(tau=args.tau, hash=args.hash, masks=MaskConfig(p=args.masks) if args.masks > 0 else None)
     t0 = time.time()
     trainer = Trainer(model, lambda m, b: fingerprint_loss(m, b, lcfg), batches, tcfg,
                       validate=make_validator(clean, noisy))
@@ -208,7 +210,8 @@ def train_from_args(args) -> int:
     save_model(model.cpu(), args.out, extra={"train": {
         "preset": args.preset, **({"front_end": front} if front else {}), "hash": args.hash, "steps": trainer.step,
         "batch": args.batch, "lr": args.lr, "tracks": n_tracks, "hours": round(hours, 2),
-        "snr_db": list(args.snr), "band": args.band, "masks": args.masks, "precision": trainer.precision,
+        "snr_db": list(args.snr), "band": args.band, "masks": args.masks, "tau": args.tau,
+        "precision": trainer.precision,
         **({"budget_min": args.budget_min} if args.budget_min else {}), "music": list(args.music),
         "noise": list(args.noise), "speech": list(args.speech), "synth": args.synth,
         "wall_s": round(time.time() - t0, 1),

@@ -58,8 +58,8 @@ def add_train(sub):
     p.add_argument("--snr", type=float, nargs=2, default=[0.0, 20.0], metavar=("LOW", "HIGH"),
                    help="range of training SNRs in dB")
     p.add_argument("--band", type=float, default=0.0, metavar="P",
-                   help="share of training pairs band-limited at random, as a phone records (e.g. 0.2; 0: none, "
-                        "as the shipped model)")
+                   help="share of training pairs band-limited at random, as a phone records (e.g. 0.2, as the "
+                        "shipped model; 0: none)")
     p.add_argument("--mels", type=int, default=None, metavar="N", help="mel bands of the front end (default: the preset's)")
     p.add_argument("--n-fft", type=int, default=None, metavar="N", help="FFT size of the front end (default: the preset's)")
     p.add_argument("--log", choices=["log", "db"], default=None,
@@ -70,6 +70,8 @@ def add_train(sub):
     p.add_argument("--masks", type=float, default=0.0, metavar="P",
                    help="share of distorted views given SpecAugment time/frequency masks and a cut-out (0: none)")
     p.add_argument("--hash", choices=["ot", "sign", "none"], default="ot", help="hash loss: OT-balanced, plain sign (baseline), none")
+    p.add_argument("--tau", type=float, default=0.1,
+                   help="NT-Xent temperature: lower weighs the hardest negatives more (NAFP: 0.05)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--budget-min", type=float, default=None, metavar="MIN",
                    help="train for this many minutes of step time (CPU time per thread, every resumed run counted): "
