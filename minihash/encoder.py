@@ -57,6 +57,7 @@ class ModelConfig:
     stem: str = "patch"  # "patch": full-band patches (the paper); "conv": strided 3x3 convolutions (Xiao et al.)
     stem_channels: int = 16  # the conv stem's channels: c, 2c, 4c
     stem_bands: int = 1  # the conv stem's tokens per time step: its 8 frequency rows in this many bands
+    stem_freq: int = 1  # the conv stem's first convolution strides 2 x this many bands (4 on 256 mels: 8 rows again)
     width: int = 128  # token size; for the CNN the channels of the first block (doubled every 2 blocks)
     depth: int = 4  # transformer blocks; for the CNN separable-conv blocks (at most 8)
     heads: int = 4
@@ -73,9 +74,10 @@ class ModelConfig:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
-        if self.stem == "conv" and _halved(self.mel.n_mels, STEM_LAYERS) % self.stem_bands:
-            raise ValueError(f"the conv stem's {_halved(self.mel.n_mels, STEM_LAYERS)} frequency rows do not split "
-                             f"into {self.stem_bands} bands")
+        if self.stem_freq < 1:
+            raise ValueError(f"stem_freq must be >= 1, got {self.stem_freq}")
+        if self.stem == "conv" and self.stem_rows % self.stem_bands:
+            raise ValueError(f"the conv stem's {self.stem_rows} frequency rows do not split into {self.stem_bands} bands")
         if self.arch == "transformer" and (self.width % self.heads or self.n_tokens < 1):
             raise ValueError(f"need width % heads == 0 and >= 1 patch, got width={self.width}, "
                              f"heads={self.heads}, {self.n_frames} frames / {self.patch_frames}")
@@ -92,6 +94,11 @@ class ModelConfig:
     @property
     def n_frames(self) -> int:
         return self.mel.frames(self.n_samples)
+
+    @property
+    def stem_rows(self) -> int:
+        """Frequency rows out of the conv stem: 64 mels -> 32 -> 16 -> 8 (the first step strides 2 x stem_freq)."""
+        return _halved(-(-self.mel.n_mels // self.stem_freq), STEM_LAYERS)
 
     @property
     def n_tokens(self) -> int:
@@ -166,18 +173,23 @@ class ConvStem(nn.Module):
 
     Three stride-2 convolutions (c, 2c, 4c channels, layer norm, GELU) turn the 64 x 101 log-mel into
     8 x 13 cells, each seeing 15 x 15 bins; a time step's rows (in `stem_bands` bands) become a token.
-    A patch embedding must learn locality from data; convolutions start with it.
+    A patch embedding must learn locality from data; convolutions start with it. With `stem_freq` f the
+    first convolution spans 2f + 1 bands and strides 2f, so a finer front end (256 mels, f = 4) costs
+    about as much as 64 mels.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         chans = [1] + [cfg.stem_channels << i for i in range(STEM_LAYERS)]  # 1, c, 2c, 4c
         layers = []
-        for c_in, c_out in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.GroupNorm(1, c_out), nn.GELU()]
+        f = cfg.stem_freq
+        for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:])):
+            k, stride, pad = ((2 * f + 1, 3), (2 * f, 2), (f, 1)) if i == 0 else (3, 2, 1)
+            layers += [nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False), nn.GroupNorm(1, c_out),
+                       nn.GELU()]
         self.convs = nn.Sequential(*layers)
         self.bands = cfg.stem_bands
-        rows = _halved(cfg.mel.n_mels, STEM_LAYERS) // cfg.stem_bands
+        rows = cfg.stem_rows // cfg.stem_bands
         self.proj = nn.Linear(chans[-1] * rows, cfg.width)
 
     def forward(self, S: torch.Tensor) -> torch.Tensor:

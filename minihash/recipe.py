@@ -153,6 +153,10 @@ def model_config(args) -> tuple[ModelConfig, dict]:
         cfg = replace(cfg, mel=replace(cfg.mel, **front))
     if args.stem:
         cfg = replace(cfg, stem=args.stem)
+    if args.stem_freq != 1:
+        if cfg.stem != "conv":
+            raise SystemExit("minihash train: --stem-freq is an option of the conv stem (--stem conv)")
+        cfg = replace(cfg, stem_freq=args.stem_freq)
     return cfg, front
 
 

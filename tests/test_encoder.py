@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from minihash import modelfile
 from minihash.encoder import (PRESETS, Fingerprinter, ModelConfig, PatchEmbed, SelfAttention, count_parameters,
@@ -15,6 +16,7 @@ from minihash.encoder import (PRESETS, Fingerprinter, ModelConfig, PatchEmbed, S
 from minihash.errors import FormatError
 from minihash.modelfile import build_model, load_model, save_model
 from minihash.nafp import ConvEncoder
+from minihash.spectrogram import MelConfig
 
 torch.set_num_threads(1)
 
@@ -338,6 +340,31 @@ def test_conv_stem_tokens_and_shapes():
         torch.testing.assert_close(e.norm(dim=1), torch.ones(3))
 
 
+def test_conv_stem_strides_a_finer_front_end_in_frequency():
+    from minihash.encoder import ConvStem
+
+    mel = MelConfig(n_fft=1024, n_mels=256)
+    cfg = ModelConfig.preset("tiny", stem="conv", stem_freq=4, mel=mel)
+    assert cfg.stem_rows == 8 and cfg.n_tokens == 13  # 256 bands -> 32 -> 16 -> 8 rows, as 64 bands give
+    assert ModelConfig.preset("tiny", stem="conv", stem_freq=3, mel=MelConfig(n_mels=100)).stem_rows == 5  # 17, 9, 5
+    with pytest.raises(ValueError, match="stem_freq"):
+        ModelConfig.preset("tiny", stem="conv", stem_freq=0)
+    torch.manual_seed(0)
+    stem = ConvStem(cfg).eval()
+    first = stem.convs[0]
+    assert first.kernel_size == (9, 3) and first.stride == (8, 2)
+    S = torch.randn(2, 256, 101)
+    # the first layer against a naive sum: band r of the output sees input bands 8r-4 .. 8r+4, time 2t-1 .. 2t+1
+    x = F.pad(S, (1, 1, 4, 4))
+    r, t, c = 5, 7, 3
+    want = (first.weight[c, 0] * x[:, 8 * r:8 * r + 9, 2 * t:2 * t + 3]).sum((1, 2))
+    torch.testing.assert_close(first(S.unsqueeze(1))[:, c, r, t], want)
+    assert stem(S).shape == (2, 13, cfg.width)
+    model = build_model(cfg).eval()
+    e, l = model(_music(2))
+    assert e.shape == (2, 128) and l.shape == (2, 16)
+
+
 def test_conv_stem_equals_a_naive_reference():
     from minihash.encoder import ConvStem
 
@@ -380,7 +407,7 @@ def test_db_front_end_slices_like_windows(stem):
 
 def test_model_files_without_stem_fields_load_as_patch(saved):
     meta = json.loads(saved.with_suffix(".json").read_text())
-    for k in ("stem", "stem_channels", "stem_bands"):
+    for k in ("stem", "stem_channels", "stem_bands", "stem_freq"):
         meta["config"].pop(k, None)
     saved.with_suffix(".json").write_text(json.dumps(meta))
     assert load_model(saved).cfg.stem == "patch"

@@ -269,6 +269,8 @@ def test_train_command_stem_masks_and_db_options(tmp_path):
         main(args[:-2] + ["--masks", "2", "-o", str(tmp_path / "bad.safetensors")])
     with pytest.raises(SystemExit, match="--tau"):
         main(args[:-2] + ["--tau", "0", "-o", str(tmp_path / "bad.safetensors")])
+    with pytest.raises(SystemExit, match="--stem-freq"):
+        main(args[:-2] + ["--stem", "patch", "--stem-freq", "4", "-o", str(tmp_path / "bad.safetensors")])
 
 
 def test_bench_train_measures_every_variant():
