@@ -77,7 +77,8 @@ class ModelConfig:
         if self.stem_freq < 1:
             raise ValueError(f"stem_freq must be >= 1, got {self.stem_freq}")
         if self.stem == "conv" and self.stem_rows % self.stem_bands:
-            raise ValueError(f"the conv stem's {self.stem_rows} frequency rows do not split into {self.stem_bands} bands")
+            raise ValueError(f"the conv stem's {self.stem_rows} frequency rows do not split "
+                             f"into {self.stem_bands} bands")
         if self.arch == "transformer" and (self.width % self.heads or self.n_tokens < 1):
             raise ValueError(f"need width % heads == 0 and >= 1 patch, got width={self.width}, "
                              f"heads={self.heads}, {self.n_frames} frames / {self.patch_frames}")
