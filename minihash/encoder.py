@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .audio import segment
-from .spectrogram import TOP_DB, LogMel, MelConfig
+from .spectrogram import LogMel, MelConfig, normalize_window, prepare_window  # noqa: F401 (notebook 04)
 
 ARCHS = ("transformer", "cnn")
 STEMS = ("patch", "conv")
@@ -127,23 +127,6 @@ def _halved(n: int, times: int) -> int:
     for _ in range(times):
         n = (n + 1) // 2
     return n
-
-
-def prepare_window(S: torch.Tensor, mel: MelConfig) -> torch.Tensor:
-    """What an encoder sees of a window's log-mel: in dB (`mel.log == "db"`), floored `TOP_DB` under
-    the window's own maximum, so that near-silent bands do not dominate; then `normalize_window`.
-    (B, n_mels, frames) -> same."""
-    if mel.log == "db":
-        S = torch.maximum(S, S.amax(dim=(1, 2), keepdim=True) - TOP_DB)  # (B, n_mels, frames)
-    return normalize_window(S)
-
-
-def normalize_window(S: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Zero mean, unit variance per window: a louder recording shifts a log-mel image, so
-    removing the mean makes the encoder deaf to loudness. (B, n_mels, frames) -> same."""
-    d = S - S.mean(dim=(1, 2), keepdim=True)  # (B, n_mels, frames)
-    var = d.square().sum(dim=(1, 2), keepdim=True) / (S[0].numel() - 1)  # (B, 1, 1), as Tensor.std
-    return d / (var.sqrt() + eps)  # two passes of sums: ~50x faster on a CPU than torch's std kernel
 
 
 # ----------------------------------------------------------------------------

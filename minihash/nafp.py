@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .encoder import Encoder, ModelConfig, prepare_window
+from .encoder import Encoder, ModelConfig
+from .spectrogram import prepare_window
 
 
 class SepConv(nn.Module):

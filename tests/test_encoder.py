@@ -387,7 +387,7 @@ def test_db_front_end_slices_like_windows(stem):
     """fingerprint_audio cuts windows out of one log-mel of the whole signal; with the dB front end
     each window is floored under its own maximum, as when it is fingerprinted on its own."""
     from minihash.audio import segment
-    from minihash.encoder import prepare_window
+    from minihash.spectrogram import prepare_window
 
     torch.manual_seed(0)
     cfg = ModelConfig.preset("tiny", stem=stem)
