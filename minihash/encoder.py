@@ -74,8 +74,8 @@ class ModelConfig:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
-        if self.stem_freq < 1:
-            raise ValueError(f"stem_freq must be >= 1, got {self.stem_freq}")
+        if self.stem_freq < 1 or (self.stem_freq != 1 and self.stem != "conv"):
+            raise ValueError(f"stem_freq must be >= 1, and 1 unless stem='conv'; got {self.stem_freq}, {self.stem!r}")
         if self.stem == "conv" and self.stem_rows % self.stem_bands:
             raise ValueError(f"the conv stem's {self.stem_rows} frequency rows do not split "
                              f"into {self.stem_bands} bands")

@@ -154,9 +154,10 @@ def model_config(args) -> tuple[ModelConfig, dict]:
     if args.stem:
         cfg = replace(cfg, stem=args.stem)
     if args.stem_freq != 1:
-        if cfg.stem != "conv":
-            raise SystemExit("minihash train: --stem-freq is an option of the conv stem (--stem conv)")
-        cfg = replace(cfg, stem_freq=args.stem_freq)
+        try:
+            cfg = replace(cfg, stem_freq=args.stem_freq)
+        except ValueError as e:  # the config's own rule, said in the terms of the command line
+            raise SystemExit(f"minihash train: --stem-freq {args.stem_freq}: {e}") from None
     return cfg, front
 
 

@@ -349,6 +349,8 @@ def test_conv_stem_strides_a_finer_front_end_in_frequency():
     assert ModelConfig.preset("tiny", stem="conv", stem_freq=3, mel=MelConfig(n_mels=100)).stem_rows == 5  # 17, 9, 5
     with pytest.raises(ValueError, match="stem_freq"):
         ModelConfig.preset("tiny", stem="conv", stem_freq=0)
+    with pytest.raises(ValueError, match="stem_freq"):  # the patch stem has no first convolution to stride
+        ModelConfig.preset("tiny", stem="patch", stem_freq=4)
     torch.manual_seed(0)
     stem = ConvStem(cfg).eval()
     first = stem.convs[0]

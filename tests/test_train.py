@@ -271,6 +271,8 @@ def test_train_command_stem_masks_and_db_options(tmp_path):
         main(args[:-2] + ["--tau", "0", "-o", str(tmp_path / "bad.safetensors")])
     with pytest.raises(SystemExit, match="--stem-freq"):
         main(args[:-2] + ["--stem", "patch", "--stem-freq", "4", "-o", str(tmp_path / "bad.safetensors")])
+    with pytest.raises(SystemExit, match="--stem-freq 0"):
+        main(args[:-2] + ["--stem", "conv", "--stem-freq", "0", "-o", str(tmp_path / "bad.safetensors")])
 
 
 def test_bench_train_measures_every_variant():
