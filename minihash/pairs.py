@@ -35,6 +35,11 @@ class PairDataset(torch.utils.data.IterableDataset):
     `context_s` longer at the front so that reverb carries over from earlier audio.
     Each DataLoader worker draws its own stream, seeded by (seed, worker id).
 
+    With `per_track` n > 1 a batch holds n windows of each track it draws, at independent
+    positions: the other sections of the same recording become negatives of each window, so the
+    embedding must tell where in a track it is, not only which track (of random windows, two from
+    one track are rare, and in noise a search then finds the right track at the wrong place).
+
     Args:
         tracks: sequence of (T,) float arrays (an `AudioFolder` or `synth_tracks(...)`).
         distorter: callable `(x (B, T) tensor, generator=torch.Generator) -> (B, T)`.
@@ -44,15 +49,19 @@ class PairDataset(torch.utils.data.IterableDataset):
         seed: seed of the stream.
         min_rms: windows quieter than this (-60 dBFS) are resampled.
         context_s: extra audio before the window handed to the distorter.
+        per_track: windows drawn from each chosen track (1: every window from a track of its own draw).
 
     Yields:
         (clean (B, W), distorted (B, W)) float32 tensors, W = win_s * sr.
     """
 
     def __init__(self, tracks, distorter, win_s: float = 1.0, sr: int = SR, batch_size: int = 64, seed: int = 0,
-                 min_rms: float = 1e-3, context_s: float = 0.0):
+                 min_rms: float = 1e-3, context_s: float = 0.0, per_track: int = 1):
         super().__init__()
+        if per_track < 1:
+            raise ValueError(f"per_track is a number of windows per track, >= 1, got {per_track}")
         self.distorter, self.batch_size, self.seed, self.min_rms = distorter, batch_size, seed, min_rms
+        self.per_track = per_track
         self.W, self.C = int(round(win_s * sr)), int(round(context_s * sr))
         L = self.W + self.C
         arrays = [np.asarray(x, dtype=np.float32).ravel() for x in tracks]
@@ -77,7 +86,7 @@ class PairDataset(torch.utils.data.IterableDataset):
         L = self.W + self.C
         found, n = [], 0
         for _ in range(100):
-            k = rng.choice(self.p.size, size=B, p=self.p)
+            k = rng.choice(self.p.size, size=-(-B // self.per_track), p=self.p).repeat(self.per_track)[:B]
             start = self.offsets[k] + (rng.random(B) * self.n_starts[k]).astype(np.int64)
             crops = self.audio[torch.from_numpy(start)[:, None] + torch.arange(L)]  # (B, L)
             crops = crops[crops[:, self.C:].pow(2).mean(1).sqrt() >= self.min_rms]

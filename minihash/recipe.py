@@ -187,6 +187,9 @@ def train_from_args(args) -> int:
         raise SystemExit(f"minihash train: --band is a share of training pairs, between 0 and 1, got {args.band}")
     if not args.tau > 0:
         raise SystemExit(f"minihash train: --tau is a temperature, above 0, got {args.tau}")
+    if not 1 <= args.per_track <= args.batch:
+        raise SystemExit(f"minihash train: --per-track is windows per track in a batch, 1 to --batch, "
+                         f"got {args.per_track}")
     dcfg = DistortConfig(snr_db=tuple(args.snr), p_band=args.band)
     distorter = Distorter(dcfg, noise, rirs)
     val_noise = training_noise(args.noise, args.speech, split="eval")
@@ -198,7 +201,8 @@ def train_from_args(args) -> int:
     print(f"training {args.preset} ({count_parameters(model) / 1e6:.2f} M parameters, hash={args.hash}) on "
           f"{len(tracks)} tracks ({hours:.1f} h), {len(noise)} noise sources, "
           f"{'synthetic rooms' if rirs is None else f'{len(rirs)} RIRs'}; {args.steps} steps of batch {args.batch}")
-    batches = iter(make_loader(tracks, distorter, args.batch, num_workers=args.workers, seed=args.seed))
+    batches = iter(make_loader(tracks, distorter, args.batch, num_workers=args.workers, seed=args.seed,
+                               per_track=args.per_track))
     n_tracks = len(tracks)
     del tracks  # the loader holds the audio in one buffer: a second copy of hours of audio is gigabytes
     clean, noisy = validation_set(val_tracks, val_distorter, n=2000)
@@ -216,6 +220,7 @@ def train_from_args(args) -> int:
         "preset": args.preset, **({"front_end": front} if front else {}), "hash": args.hash, "steps": trainer.step,
         "batch": args.batch, "lr": args.lr, "tracks": n_tracks, "hours": round(hours, 2),
         "snr_db": list(args.snr), "band": args.band, "masks": args.masks, "tau": args.tau,
+        "per_track": args.per_track,
         "precision": trainer.precision,
         **({"budget_min": args.budget_min} if args.budget_min else {}), "music": list(args.music),
         "noise": list(args.noise), "speech": list(args.speech), "synth": args.synth,

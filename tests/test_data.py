@@ -237,6 +237,24 @@ def test_pair_dataset_batches(corpus):
     assert not torch.equal(a[0][0], a[1][0])
 
 
+def test_pair_dataset_draws_several_windows_per_track():
+    # track i is the level 0.01 (i + 1) plus a ramp of 1e-4 per second: a window's first sample says its track and start
+    tracks = [np.float32(0.01 * (i + 1)) + 1e-4 * np.arange(20 * SR, dtype=np.float32) / SR for i in range(30)]
+
+    def tracks_and_starts(per_track):
+        clean, _ = next(iter(PairDataset(tracks, scaled_noisy, batch_size=24, seed=5, per_track=per_track)))
+        level = clean[:, 0].numpy().astype(np.float64)
+        t = np.floor(100 * level + 1e-3).astype(int) - 1  # the ramp adds under 0.002
+        return t, (level - 0.01 * (t + 1)) / 1e-4
+
+    t, starts = tracks_and_starts(4)
+    assert (t.reshape(6, 4) == t.reshape(6, 4)[:, :1]).all()  # four windows of one track, in turn
+    assert all(np.ptp(s) > 0.01 for s in starts.reshape(6, 4))  # at their own places in it
+    assert len(set(tracks_and_starts(1)[0])) > 12  # one window per draw: 24 draws of 30 tracks
+    with pytest.raises(ValueError, match="per_track"):
+        PairDataset(tracks, scaled_noisy, per_track=0)
+
+
 def test_pair_dataset_context_and_loader_workers(corpus):
     ds = PairDataset(corpus[:3], lambda x, generator=None: x * 2, batch_size=4, context_s=0.25)
     clean, dist = next(iter(ds))

@@ -74,19 +74,19 @@ def test_score_strict_loose_and_repeat_aware():
     def m(track, offset):
         return Match(track, offset, 0.9, 10, 1.0)
 
-    cases = [  # (match, truth start, repeats (s), expected hit / hit_loose / repeat / false)
-        (m("a", 10.05), 10.0, [], (True, True, True, False)),
-        (m("a", 10.1), 10.0, [], (True, True, True, False)),  # the tolerance is inclusive
-        (m("a", 10.3), 10.0, [], (False, True, False, True)),
-        (m("a", 10.6), 10.0, [], (False, False, False, True)),
-        (m("a", 22.04), 10.0, [10.0, 22.0], (False, False, True, False)),  # where the excerpt recurs
-        (m("a", 22.3), 10.0, [10.0, 22.0], (False, False, False, True)),
-        (m("b", 10.0), 10.0, [10.0], (False, False, False, True)),  # wrong track
-        (m(None, 10.0), 10.0, [10.0], (False, False, False, False)),  # no match: not right, not false
+    cases = [  # (match, truth start, repeats (s), expected hit / hit_loose / repeat / track / false)
+        (m("a", 10.05), 10.0, [], (True, True, True, True, False)),
+        (m("a", 10.1), 10.0, [], (True, True, True, True, False)),  # the tolerance is inclusive
+        (m("a", 10.3), 10.0, [], (False, True, False, True, True)),
+        (m("a", 10.6), 10.0, [], (False, False, False, True, True)),
+        (m("a", 22.04), 10.0, [10.0, 22.0], (False, False, True, True, False)),  # where the excerpt recurs
+        (m("a", 22.3), 10.0, [10.0, 22.0], (False, False, False, True, True)),
+        (m("b", 10.0), 10.0, [10.0], (False, False, False, False, True)),  # wrong track
+        (m(None, 10.0), 10.0, [10.0], (False, False, False, False, False)),  # no match: not right, not false
     ]
     for match, start, reps, want in cases:
         s = ev.score(match, "a", start, reps, tol=0.1, loose_tol=0.5)
-        assert (s["hit"], s["hit_loose"], s["repeat"], s["false"]) == want, (match, s)
+        assert (s["hit"], s["hit_loose"], s["repeat"], s["right_track"], s["false"]) == want, (match, s)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,9 @@ def test_tiny_run_writes_the_report(tiny_run):
                   for c, s in (("clean", ""), ("noise+reverb", "10.0"), ("negatives", "")))
     assert got == want
     assert all(r["n"] == "3" and r["length_s"] == "1.0" for r in rows)
+    # the right recording is found at least as often as the right place in it; negatives have none
+    assert all(int(r["right_track"]) >= int(r["hits_0.1"]) for r in rows) and "## Right recording %" in md
+    assert all(r["right_track"] == "0" for r in rows if r["condition"] == "negatives")
     assert (out / "top1_vs_snr_1s.png").stat().st_size > 1000
 
 

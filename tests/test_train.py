@@ -258,17 +258,19 @@ def test_train_command_stem_masks_and_db_options(tmp_path):
     out = tmp_path / "m.safetensors"
     args = ["train", "--preset", "tiny", "--synth", "6", "--synth-seconds", "6", "--batch", "16", "--warmup", "2",
             "--threads", "1", "--steps", "2", "--stem", "conv", "--log", "db", "--masks", "0.5", "--tau", "0.05",
-            "--precision", "fp32", "-o", str(out)]
+            "--per-track", "4", "--precision", "fp32", "-o", str(out)]
     assert main(args) == 0
     rec = json.loads(out.with_suffix(".json").read_text())
     assert rec["config"]["stem"] == "conv" and rec["config"]["mel"]["log"] == "db"
     train = rec["extra"]["train"]
     assert train["masks"] == 0.5 and train["precision"] == "fp32" and len(train["segments"]) == 1
-    assert train["tau"] == 0.05
+    assert train["tau"] == 0.05 and train["per_track"] == 4
     with pytest.raises(SystemExit, match="--masks"):
         main(args[:-2] + ["--masks", "2", "-o", str(tmp_path / "bad.safetensors")])
     with pytest.raises(SystemExit, match="--tau"):
         main(args[:-2] + ["--tau", "0", "-o", str(tmp_path / "bad.safetensors")])
+    with pytest.raises(SystemExit, match="--per-track"):
+        main(args[:-2] + ["--per-track", "0", "-o", str(tmp_path / "bad.safetensors")])
     with pytest.raises(SystemExit, match="--stem-freq"):
         main(args[:-2] + ["--stem", "patch", "--stem-freq", "4", "-o", str(tmp_path / "bad.safetensors")])
     with pytest.raises(SystemExit, match="--stem-freq 0"):

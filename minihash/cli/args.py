@@ -75,6 +75,9 @@ def add_train(sub):
     p.add_argument("--hash", choices=["ot", "sign", "none"], default="ot", help="hash loss: OT-balanced, plain sign (baseline), none")
     p.add_argument("--tau", type=float, default=0.1,
                    help="NT-Xent temperature: lower weighs the hardest negatives more (NAFP: 0.05)")
+    p.add_argument("--per-track", type=int, default=1, metavar="N",
+                   help="windows per track in a batch: N > 1 makes other places of the same recording negatives, "
+                        "so the embedding learns where in a track it is, not only which track")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--budget-min", type=float, default=None, metavar="MIN",
                    help="train for this many minutes of step time (CPU time per thread, every resumed run counted): "

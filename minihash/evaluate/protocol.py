@@ -31,7 +31,8 @@ ROOM_SEED = 2  # training rooms use seed 0, validation rooms seed 1
 SYSTEMS = {"minihash": ("model", "hash"), "sign": ("sign", "hash"), "lsh": ("model", "lsh"),
            "exhaustive": ("model", "exhaustive"), "landmarks": (None, "landmarks"), "nafp": ("nafp", "exhaustive")}
 METHODS = tuple(SYSTEMS)
-SCORES = {"hit": "hits_0.1", "hit_loose": "hits_0.5", "repeat": "repeat_aware", "false": "false_matches"}
+SCORES = {"hit": "hits_0.1", "hit_loose": "hits_0.5", "repeat": "repeat_aware", "right_track": "right_track",
+          "false": "false_matches"}
 
 # ----------------------------------------------------------------------------
 # configuration
@@ -169,10 +170,11 @@ def eval_rooms(cfg: EvalConfig) -> list[torch.Tensor]:
 def score(m: Match, name: str, start_s: float, repeats_s=(), tol: float = 0.1, loose_tol: float = 0.5) -> dict:
     """Is a Match a hit? `hit`: right track, start within `tol`; `hit_loose`: within `loose_tol`;
     `repeat`: right track, start within `tol` of any start where the excerpt recurs (or a hit);
-    `false`: it names a track and is not a repeat-aware hit. No match (track None) is never right."""
+    `right_track`: right track, any start (the recording found, the place not); `false`: it names a track
+    and is not a repeat-aware hit. No match (track None) is never right."""
     right = m.track is not None and m.track == name
     hit = right and abs(m.offset_s - start_s) <= tol + 1e-9
     rep = np.asarray(repeats_s, dtype=np.float64)
     repeat = hit or (right and rep.size > 0 and float(np.min(np.abs(rep - m.offset_s))) <= tol + 1e-9)
     return {"hit": hit, "hit_loose": right and abs(m.offset_s - start_s) <= loose_tol + 1e-9, "repeat": repeat,
-            "false": m.track is not None and not repeat}
+            "right_track": right, "false": m.track is not None and not repeat}

@@ -159,6 +159,8 @@ def report_markdown(result: EvalResult) -> str:
         "## Top-1 %, repeat-aware (a start where the clean excerpt recurs counts)", "",
         result.table("repeat", False), "",
         f"## Top-1 % (start within {cfg.loose_tol_s:g} s)", "", result.table("hit_loose", False), "",
+        "## Right recording % (any start: the track found, not always the place)", "",
+        result.table("right_track", False), "",
         "## Indexes", "", *occ, "",
         "False match %: share of negative queries (audio not in the database) that named a track. DB scored %: "
         "inner products (landmarks: hash hits) per query over query windows x database windows. Landmarks: "

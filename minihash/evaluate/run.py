@@ -141,7 +141,8 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, negative
         fps = {}
         for m, s in systems.items():
             for i, (q, c, (a, search_ms, total_ms)) in enumerate(zip(nq, cells, s.answer(xs, fps, cfg.query_hop_s))):
-                sc = {"hit": False, "hit_loose": False, "repeat": False, "false": a.track is not None}
+                sc = {"hit": False, "hit_loose": False, "repeat": False, "right_track": False,
+                      "false": a.track is not None}
                 records.append(_record(m, "negative", c, L, i, None, q.start / SR, a, search_ms, total_ms, sc))
             bar.update(len(nq))
     bar.close()
