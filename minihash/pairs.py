@@ -58,8 +58,9 @@ class PairDataset(torch.utils.data.IterableDataset):
     def __init__(self, tracks, distorter, win_s: float = 1.0, sr: int = SR, batch_size: int = 64, seed: int = 0,
                  min_rms: float = 1e-3, context_s: float = 0.0, per_track: int = 1):
         super().__init__()
-        if per_track < 1:
-            raise ValueError(f"per_track is a number of windows per track, >= 1, got {per_track}")
+        if not 1 <= per_track <= batch_size:
+            raise ValueError(f"per_track is windows per track in a batch, 1 to the batch size ({batch_size}), "
+                             f"got {per_track}")
         self.distorter, self.batch_size, self.seed, self.min_rms = distorter, batch_size, seed, min_rms
         self.per_track = per_track
         self.W, self.C = int(round(win_s * sr)), int(round(context_s * sr))

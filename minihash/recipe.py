@@ -187,9 +187,6 @@ def train_from_args(args) -> int:
         raise SystemExit(f"minihash train: --band is a share of training pairs, between 0 and 1, got {args.band}")
     if not args.tau > 0:
         raise SystemExit(f"minihash train: --tau is a temperature, above 0, got {args.tau}")
-    if not 1 <= args.per_track <= args.batch:
-        raise SystemExit(f"minihash train: --per-track is windows per track in a batch, 1 to --batch, "
-                         f"got {args.per_track}")
     dcfg = DistortConfig(snr_db=tuple(args.snr), p_band=args.band)
     distorter = Distorter(dcfg, noise, rirs)
     val_noise = training_noise(args.noise, args.speech, split="eval")
@@ -201,8 +198,11 @@ def train_from_args(args) -> int:
     print(f"training {args.preset} ({count_parameters(model) / 1e6:.2f} M parameters, hash={args.hash}) on "
           f"{len(tracks)} tracks ({hours:.1f} h), {len(noise)} noise sources, "
           f"{'synthetic rooms' if rirs is None else f'{len(rirs)} RIRs'}; {args.steps} steps of batch {args.batch}")
-    batches = iter(make_loader(tracks, distorter, args.batch, num_workers=args.workers, seed=args.seed,
-                               per_track=args.per_track))
+    try:
+        batches = iter(make_loader(tracks, distorter, args.batch, num_workers=args.workers, seed=args.seed,
+                                   per_track=args.per_track))
+    except ValueError as e:  # the dataset's own rule (tracks are non-empty here), said in the command line's terms
+        raise SystemExit(f"minihash train: --per-track {args.per_track}: {e}") from None
     n_tracks = len(tracks)
     del tracks  # the loader holds the audio in one buffer: a second copy of hours of audio is gigabytes
     clean, noisy = validation_set(val_tracks, val_distorter, n=2000)

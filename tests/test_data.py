@@ -253,6 +253,8 @@ def test_pair_dataset_draws_several_windows_per_track():
     assert len(set(tracks_and_starts(1)[0])) > 12  # one window per draw: 24 draws of 30 tracks
     with pytest.raises(ValueError, match="per_track"):
         PairDataset(tracks, scaled_noisy, per_track=0)
+    with pytest.raises(ValueError, match="per_track"):  # more than a batch holds
+        PairDataset(tracks, scaled_noisy, batch_size=8, per_track=9)
 
 
 def test_pair_dataset_context_and_loader_workers(corpus):

@@ -74,7 +74,7 @@ def test_score_strict_loose_and_repeat_aware():
     def m(track, offset):
         return Match(track, offset, 0.9, 10, 1.0)
 
-    cases = [  # (match, truth start, repeats (s), expected hit / hit_loose / repeat / track / false)
+    cases = [  # (match, truth start, repeats (s), expected hit / hit_loose / repeat / right_track / false)
         (m("a", 10.05), 10.0, [], (True, True, True, True, False)),
         (m("a", 10.1), 10.0, [], (True, True, True, True, False)),  # the tolerance is inclusive
         (m("a", 10.3), 10.0, [], (False, True, False, True, True)),
