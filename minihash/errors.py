@@ -30,3 +30,18 @@ class FormatError(MinihashError):
 
 class NothingToIndex(MinihashError, ValueError):
     """No track to index: none was given, or every one was skipped."""
+
+
+class TrainingError(MinihashError):
+    """Training cannot go on: the loss is no longer a number, or bfloat16 computes something else
+    than float32. The last checkpoint is left as it was.
+
+    Args:
+        where: the checkpoint file of the run (or what is being trained).
+        reason: what went wrong, and what to do.
+    """
+
+    def __init__(self, where, reason: str):
+        self.path = str(where)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

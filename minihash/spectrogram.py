@@ -164,7 +164,8 @@ def apply_masks(S: torch.Tensor, draws: dict) -> torch.Tensor:
     hide = _inside(draws["time"], T).any(1)[:, None, :] | _inside(draws["freq"], M).any(1)[:, :, None]  # (B, M, T)
     cut = _inside(draws["cut_f"], M)[:, :, :, None] & _inside(draws["cut_t"], T)[:, :, None, :]  # (B, n, M, T)
     hide = (hide | cut.any(1)) & draws["apply"][:, None, None]
-    return torch.where(hide, S.mean(dim=(1, 2), keepdim=True), S)
+    # drawn on the CPU (the same random stream on any device), applied where S lives
+    return torch.where(hide.to(S.device), S.mean(dim=(1, 2), keepdim=True), S)
 
 
 def spec_augment(S: torch.Tensor, cfg: MaskConfig | None = None, generator=None) -> torch.Tensor:

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from .errors import FormatError
+from .errors import FormatError, TrainingError
 from .files import temp_name
 from .machine import cpu_has_bf16, machine_info
 
@@ -71,6 +71,9 @@ def pick_precision(name: str, device: torch.device) -> str:
         return name
     native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
     return "bf16" if native else "fp32"
+
+
+BF16_TOLERANCE = 0.01  # relative loss difference bf16 may make on one batch (rounding makes under 0.05 %)
 
 
 def step_cpu_s(history) -> float:
@@ -142,10 +145,19 @@ class Trainer:
         cfg = self.cfg
         t0, c0 = time.perf_counter(), time.process_time()
         batch = tuple(b.to(self.device, non_blocking=True) for b in next(self.batches))
+        if self.precision == "bf16" and "bf16_check" not in self.segments[-1]:
+            self._check_bf16(batch)
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, cfg)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             loss, logs = self.loss_fn(self.model, batch)
+        if not torch.isfinite(loss) and self.precision == "bf16":  # bf16 kernels gone wrong: this step in fp32
+            self._leave_bf16(f"the loss is {loss.item()} under bfloat16 autocast at step {self.step + 1}")
+            loss, logs = self.loss_fn(self.model, batch)
+        if not torch.isfinite(loss):
+            raise TrainingError(cfg.ckpt or "training", f"the loss is {loss.item()} at step {self.step + 1} "
+                                f"({self.precision}, learning rate {lr_at(self.step, cfg):.3g}): stopped before "
+                                "the weights took it; the last checkpoint is as it was")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
@@ -159,6 +171,37 @@ class Trainer:
         if cfg.budget_s:
             self._fit_budget()
         return logs
+
+    def _check_bf16(self, batch) -> None:
+        """bfloat16 autocast must compute what float32 does, up to rounding, and some kernels do not:
+        on CPUs with AMX, PyTorch 2.14's oneDNN convolutions return garbage in bf16 for the NAFP-style
+        CNN (its loss comes out 5 % off or NaN, batch after batch). Once per run, the first batch goes
+        through the loss both ways (eval mode, the same random draws); where they differ by more than
+        BF16_TOLERANCE, the run leaves bf16 (`_leave_bf16`). A NaN loss later does the same."""
+        was_training = self.model.training
+        self.model.eval()
+        losses = []
+        for bf16 in (False, True):
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), torch.no_grad():
+                torch.manual_seed(self.cfg.seed + self.step)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    losses.append(float(self.loss_fn(self.model, batch)[0]))
+        self.model.train(was_training)
+        fp32, bf16 = losses
+        ok = math.isfinite(bf16) and abs(bf16 - fp32) <= BF16_TOLERANCE * max(abs(fp32), 1e-6)
+        self.segments[-1]["bf16_check"] = {"fp32_loss": fp32, "bf16_loss": bf16, "ok": ok}
+        if not ok:
+            self._leave_bf16(f"bfloat16 autocast gives a loss of {bf16:.4g} where float32 gives {fp32:.4g} on the "
+                             f"same batch")
+
+    def _leave_bf16(self, what: str) -> None:
+        """Precision "auto" goes on in float32 (recorded in the segment); an explicit "bf16" stops."""
+        why = f"{what}: this PyTorch's bfloat16 kernels compute this model wrongly on this {self.device.type}"
+        if self.cfg.precision != "auto":
+            raise TrainingError(self.cfg.ckpt or "training", why + "; train in float32 (--precision fp32)")
+        tqdm.write(why + "; training in float32 from here")
+        self.precision = self.segments[-1]["precision"] = "fp32"
+        self.segments[-1]["bf16_left"] = {"step": self.step, "why": what}
 
     def _fit_budget(self, probe: int = 20) -> None:
         """Set the number of steps so that the steps' CPU time (every run's) ends at `budget_s`: after

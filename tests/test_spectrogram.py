@@ -95,6 +95,16 @@ def test_masks_off_and_widths_within_bounds():
     assert w.max() == 8 and (s + w).max() <= 64
 
 
+def test_masks_are_drawn_on_the_cpu_and_applied_on_the_spectrogram_s_device():
+    """A GPU run draws the same masks as a CPU run and applies them where the log-mel lives. The meta
+    device stands in for a GPU: a mask left on the CPU fails there as it does on CUDA."""
+    from minihash.spectrogram import MaskConfig, spec_augment
+
+    S = torch.randn(4, 64, 101, device="meta")
+    out = spec_augment(S, MaskConfig(p=1.0), torch.Generator().manual_seed(3))
+    assert out.device.type == "meta" and out.shape == S.shape
+
+
 def test_db_floor_is_per_window():
     from minihash.spectrogram import LogMel, MelConfig
 

@@ -198,6 +198,104 @@ def test_precision_choice(monkeypatch):
         train.pick_precision("fp16", cpu)
 
 
+class BrokenBf16(Toy):
+    """A toy whose bfloat16 arithmetic is wrong, as oneDNN's AMX convolutions of some shapes are."""
+
+    def __init__(self, broken_by: float):
+        super().__init__()
+        self.broken_by = broken_by
+
+    def forward(self, x):
+        y = self.lin(x)
+        return y * self.broken_by if torch.is_autocast_enabled("cpu") else y
+
+
+def broken_loss(model, batch):
+    x, y = batch
+    return ((model(x) - y) ** 2).mean(), {}
+
+
+@pytest.mark.parametrize("broken_by", [float("nan"), 3.0])
+def test_wrong_bf16_kernels_fall_back_to_float32_or_stop(monkeypatch, tmp_path, broken_by):
+    from minihash import train
+    from minihash.errors import TrainingError
+
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)  # "auto" picks bf16
+    torch.manual_seed(0)
+    model, ref = BrokenBf16(broken_by), Toy()
+    ref.load_state_dict(model.state_dict())
+    tr = Trainer(model, broken_loss, toy_batches(), TrainConfig(steps=20, lr=0.05, precision="auto", progress=False)).run()
+    check = tr.segments[-1]["bf16_check"]
+    assert tr.precision == tr.segments[-1]["precision"] == "fp32" and not check["ok"]
+    # it trained in float32 from the first step: the same steps as a float32 run of the same weights
+    ref_tr = Trainer(ref, toy_loss, toy_batches(), TrainConfig(steps=20, lr=0.05, progress=False)).run()
+    assert [h["loss"] for h in tr.history] == pytest.approx([h["loss"] for h in ref_tr.history])
+    assert check["fp32_loss"] == pytest.approx(ref_tr.history[0]["loss"])
+    # asked for explicitly, bf16 stops before any step, with the losses and what to do
+    ckpt = tmp_path / "c.pt"
+    tr = Trainer(BrokenBf16(broken_by), broken_loss, toy_batches(), TrainConfig(steps=5, precision="bf16", ckpt=str(ckpt),
+                                                                                progress=False))
+    with pytest.raises(TrainingError, match=r"bfloat16 autocast gives a loss of .*\(--precision fp32\)"):
+        tr.run()
+    assert tr.step == 0 and not ckpt.exists()
+
+
+def test_a_nan_under_bf16_later_moves_the_run_to_float32(monkeypatch):
+    from minihash import train
+    from minihash.errors import TrainingError
+
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+
+    def break_at_2(trainer, step, logs):  # sound at the first step's check, NaN under bf16 from step 3
+        if step == 2:
+            trainer.model.broken_by = float("nan")
+
+    torch.manual_seed(0)
+    tr = Trainer(BrokenBf16(1.0), broken_loss, toy_batches(), TrainConfig(steps=6, precision="auto", progress=False),
+                 callbacks=[break_at_2]).run()
+    seg = tr.segments[-1]
+    assert tr.step == 6 and seg["bf16_check"]["ok"] and seg["precision"] == "fp32"
+    assert seg["bf16_left"]["step"] == 2 and "nan" in seg["bf16_left"]["why"]
+    assert all(math.isfinite(h["loss"]) for h in tr.history)
+    torch.manual_seed(0)
+    tr = Trainer(BrokenBf16(1.0), broken_loss, toy_batches(), TrainConfig(steps=6, precision="bf16", progress=False),
+                 callbacks=[break_at_2])
+    with pytest.raises(TrainingError, match=r"the loss is nan under bfloat16 autocast at step 3.*\(--precision fp32\)"):
+        tr.run()
+    assert tr.step == 2
+
+
+def test_sound_bf16_keeps_bf16(monkeypatch):
+    from minihash import train
+
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    torch.manual_seed(0)
+    tr = Trainer(BrokenBf16(1.0), broken_loss, toy_batches(), TrainConfig(steps=3, precision="auto", progress=False)).run()
+    check = tr.segments[-1]["bf16_check"]
+    assert tr.precision == "bf16" and check["ok"]
+    assert check["bf16_loss"] == pytest.approx(check["fp32_loss"], rel=0.01) and "bf16_left" not in tr.segments[-1]
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_checkpoint(tmp_path):
+    from minihash.errors import TrainingError
+
+    ckpt = tmp_path / "c.pt"
+    torch.manual_seed(0)
+    Trainer(Toy(), toy_loss, toy_batches(), TrainConfig(steps=4, ckpt=str(ckpt), ckpt_every=2, progress=False)).run()
+    before = ckpt.read_bytes()
+
+    def batches():
+        for i, (x, y) in enumerate(toy_batches(4)):
+            yield (x, y * float("nan")) if i == 1 else (x, y)
+
+    tr = Trainer(Toy(), toy_loss, batches(), TrainConfig(steps=10, ckpt=str(ckpt), ckpt_every=1, progress=False))
+    with pytest.raises(TrainingError, match=r"the loss is nan at step 6"):
+        tr.run()
+    assert tr.step == 5 and ckpt.read_bytes() != before  # step 5 was saved, step 6 never taken
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 5 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
 def test_budget_sets_the_number_of_steps(monkeypatch):
     from minihash import train
 
