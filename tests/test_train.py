@@ -58,7 +58,7 @@ def test_trainer_fits_and_clips_gradients():
     torch.manual_seed(0)
     model, ref = Toy(), Toy()
     ref.load_state_dict(model.state_dict())
-    cfg = TrainConfig(steps=1, lr=0.1, warmup=1, clip=0.5, weight_decay=0.0, progress=False)
+    cfg = TrainConfig(steps=1, lr=0.1, warmup=1, clip=0.5, weight_decay=0.0, device="cpu", progress=False)
     Trainer(model, toy_loss, toy_batches(scale=100.0), cfg).run()
     loss, _ = toy_loss(ref, next(toy_batches(scale=100.0)))
     loss.backward()
@@ -199,7 +199,7 @@ def test_precision_choice(monkeypatch):
 
 
 class BrokenBf16(Toy):
-    """A toy whose bfloat16 arithmetic is wrong, as oneDNN's AMX convolutions of some shapes are."""
+    """A toy whose bfloat16 arithmetic on the CPU is wrong, as oneDNN's AMX convolutions are for the CNN."""
 
     def __init__(self, broken_by: float):
         super().__init__()
@@ -224,17 +224,18 @@ def test_wrong_bf16_kernels_fall_back_to_float32_or_stop(monkeypatch, tmp_path, 
     torch.manual_seed(0)
     model, ref = BrokenBf16(broken_by), Toy()
     ref.load_state_dict(model.state_dict())
-    tr = Trainer(model, broken_loss, toy_batches(), TrainConfig(steps=20, lr=0.05, precision="auto", progress=False)).run()
+    cfg = TrainConfig(steps=20, lr=0.05, precision="auto", device="cpu", progress=False)
+    tr = Trainer(model, broken_loss, toy_batches(), cfg).run()
     check = tr.segments[-1]["bf16_check"]
     assert tr.precision == tr.segments[-1]["precision"] == "fp32" and not check["ok"]
     # it trained in float32 from the first step: the same steps as a float32 run of the same weights
-    ref_tr = Trainer(ref, toy_loss, toy_batches(), TrainConfig(steps=20, lr=0.05, progress=False)).run()
+    ref_tr = Trainer(ref, toy_loss, toy_batches(), TrainConfig(steps=20, lr=0.05, device="cpu", progress=False)).run()
     assert [h["loss"] for h in tr.history] == pytest.approx([h["loss"] for h in ref_tr.history])
     assert check["fp32_loss"] == pytest.approx(ref_tr.history[0]["loss"])
     # asked for explicitly, bf16 stops before any step, with the losses and what to do
     ckpt = tmp_path / "c.pt"
-    tr = Trainer(BrokenBf16(broken_by), broken_loss, toy_batches(), TrainConfig(steps=5, precision="bf16", ckpt=str(ckpt),
-                                                                                progress=False))
+    cfg = TrainConfig(steps=5, precision="bf16", ckpt=str(ckpt), device="cpu", progress=False)
+    tr = Trainer(BrokenBf16(broken_by), broken_loss, toy_batches(), cfg)
     with pytest.raises(TrainingError, match=r"bfloat16 autocast gives a loss of .*\(--precision fp32\)"):
         tr.run()
     assert tr.step == 0 and not ckpt.exists()
@@ -251,15 +252,15 @@ def test_a_nan_under_bf16_later_moves_the_run_to_float32(monkeypatch):
             trainer.model.broken_by = float("nan")
 
     torch.manual_seed(0)
-    tr = Trainer(BrokenBf16(1.0), broken_loss, toy_batches(), TrainConfig(steps=6, precision="auto", progress=False),
-                 callbacks=[break_at_2]).run()
+    cfg = TrainConfig(steps=6, precision="auto", device="cpu", progress=False)
+    tr = Trainer(BrokenBf16(1.0), broken_loss, toy_batches(), cfg, callbacks=[break_at_2]).run()
     seg = tr.segments[-1]
     assert tr.step == 6 and seg["bf16_check"]["ok"] and seg["precision"] == "fp32"
     assert seg["bf16_left"]["step"] == 2 and "nan" in seg["bf16_left"]["why"]
     assert all(math.isfinite(h["loss"]) for h in tr.history)
     torch.manual_seed(0)
-    tr = Trainer(BrokenBf16(1.0), broken_loss, toy_batches(), TrainConfig(steps=6, precision="bf16", progress=False),
-                 callbacks=[break_at_2])
+    cfg = TrainConfig(steps=6, precision="bf16", device="cpu", progress=False)
+    tr = Trainer(BrokenBf16(1.0), broken_loss, toy_batches(), cfg, callbacks=[break_at_2])
     with pytest.raises(TrainingError, match=r"the loss is nan under bfloat16 autocast at step 3.*\(--precision fp32\)"):
         tr.run()
     assert tr.step == 2
@@ -270,7 +271,8 @@ def test_sound_bf16_keeps_bf16(monkeypatch):
 
     monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
     torch.manual_seed(0)
-    tr = Trainer(BrokenBf16(1.0), broken_loss, toy_batches(), TrainConfig(steps=3, precision="auto", progress=False)).run()
+    cfg = TrainConfig(steps=3, precision="auto", device="cpu", progress=False)
+    tr = Trainer(BrokenBf16(1.0), broken_loss, toy_batches(), cfg).run()
     check = tr.segments[-1]["bf16_check"]
     assert tr.precision == "bf16" and check["ok"]
     assert check["bf16_loss"] == pytest.approx(check["fp32_loss"], rel=0.01) and "bf16_left" not in tr.segments[-1]
