@@ -118,6 +118,16 @@ def test_tiny_run_writes_the_report(tiny_run):
     assert all(int(r["right_track"]) >= int(r["hits_0.1"]) for r in rows) and "## Right recording %" in md
     assert all(r["right_track"] == "0" for r in rows if r["condition"] == "negatives")
     assert (out / "top1_vs_snr_1s.png").stat().st_size > 1000
+    # queries.csv: every query of every method, and its rows add up to the table's
+    queries = list(csv.DictReader(open(out / "queries.csv")))
+    assert len(queries) == len(result.records) == sum(int(r["n"]) for r in rows)
+    for r in rows:
+        neg = r["condition"] == "negatives"
+        mine = [q for q in queries if q["method"] == r["method"] and q["length_s"] == r["length_s"]
+                and q["kind"] == ("negative" if neg else "positive")
+                and (neg or (q["condition"], q["snr_db"]) == (r["condition"], r["snr_db"]))]
+        assert len(mine) == int(r["n"]) and sum(q["hit"] == "True" for q in mine) == int(r["hits_0.1"])
+    assert all(q["track"] for q in queries if q["kind"] == "positive")
 
 
 def test_tiny_run_same_excerpts_everywhere_and_exhaustive_scores_all(tiny_run):

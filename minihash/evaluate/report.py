@@ -168,18 +168,25 @@ def report_markdown(result: EvalResult) -> str:
         *(["## Notes", ""] + [f"- {n}" for n in result.notes] + [""] if result.notes else [])])
 
 
-def write_report(result: EvalResult, out) -> list[Path]:
-    """results.md, results.csv and top1_vs_snr_{L}s.png per query length, into the folder `out`."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(report_markdown(result))
-    rows = result.rows()
-    with open(out / "results.csv", "w", newline="") as f:
+def _write_csv(path: Path, rows: list) -> None:
+    with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
                     for r in rows)
-    paths = [out / "results.md", out / "results.csv"]
+
+
+def write_report(result: EvalResult, out) -> list[Path]:
+    """results.md, results.csv (one row per method and cell), queries.csv (one row per query and method:
+    its track and start, the answer and the scores, to see which queries fail and where) and
+    top1_vs_snr_{L}s.png per query length, into the folder `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(report_markdown(result))
+    rows = result.rows()
+    _write_csv(out / "results.csv", rows)
+    _write_csv(out / "queries.csv", result.records)
+    paths = [out / "results.md", out / "results.csv", out / "queries.csv"]
     for L in result.cfg.lengths:
         fig, _ = plot_top1_vs_snr(rows, L)
         paths.append(out / f"top1_vs_snr_{L:g}s.png")
