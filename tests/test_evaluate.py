@@ -39,6 +39,35 @@ def test_repeat_starts_finds_a_planted_repeat():
     np.testing.assert_array_equal(ev.repeat_starts(x, 3000, 800, 0.9), [3000])
 
 
+def test_likeness_elsewhere_matches_a_naive_corrcoef_loop():
+    from minihash.corpus.repeats import likeness_elsewhere
+
+    rng = np.random.default_rng(3)
+    S = np.cumsum(rng.standard_normal((6, 300)), axis=1) + 4.0  # (bands, frames), wandering: window means matter
+    S[:, 200:230] = 0.8 * S[:, 40:70] + 0.1 * rng.standard_normal((6, 30)) + 2.0  # a near copy, level and offset aside
+    for start, n, gap in [(40, 30, 30), (120, 25, 10), (0, 50, 251), (10, 40, 400)]:
+        q = S[:, start:start + n].ravel()
+        naive = [np.corrcoef(q, S[:, k:k + n].ravel())[0, 1]
+                 for k in range(S.shape[1] - n + 1) if abs(k - start) >= gap]
+        want = max(naive) if naive else -1.0
+        assert likeness_elsewhere(S, start, n, gap) == pytest.approx(want, abs=1e-9), (start, n, gap)
+    assert likeness_elsewhere(S, 40, 30, 30) > 0.95  # it finds the copy
+
+
+def test_likeness_of_a_looped_track_and_of_a_unique_one():
+    from minihash.corpus.repeats import likeness_elsewhere, track_log_mel
+
+    rng = np.random.default_rng(4)
+    t = np.arange(8000 * 12) / 8000
+    unique = np.sin(2 * np.pi * (300 + 40 * t) * t) + 0.05 * rng.standard_normal(t.size)  # a rising chirp
+    notes = np.repeat(rng.uniform(300, 2000, 6), 4000)  # six notes of 0.5 s
+    bar = np.sin(2 * np.pi * notes * np.arange(notes.size) / 8000)
+    looped = np.tile(bar, 4) + 0.01 * rng.standard_normal(8000 * 12)  # a 3 s loop, new faint noise on top
+    for x, lo, hi in [(unique, -1.0, 0.8), (looped, 0.9, 1.0)]:
+        S = track_log_mel(x.astype(np.float32))
+        assert lo <= likeness_elsewhere(S, 60, 25, 50) <= hi  # 1 s at 2.4 s, others 2 s away or more
+
+
 def _toy(seconds=6.0, n=3, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * 8000)) / 8000
@@ -128,6 +157,21 @@ def test_tiny_run_writes_the_report(tiny_run):
                 and (neg or (q["condition"], q["snr_db"]) == (r["condition"], r["snr_db"]))]
         assert len(mine) == int(r["n"]) and sum(q["hit"] == "True" for q in mine) == int(r["hits_0.1"])
     assert all(q["track"] for q in queries if q["kind"] == "positive")
+    # every positive query knows how alike the most alike other place of its track sounds
+    pos = [r for r in result.records if r["kind"] == "positive"]
+    assert all(-1.0 <= r["likeness"] <= 1.0 for r in pos)
+    assert all(q["likeness"] == "" for q in queries if q["kind"] == "negative")
+    assert "## Top-1 % by how alike" in md
+    lines = [ln for ln in result.likeness_table().splitlines()[2:] if ln.startswith("| minihash | 1 s |")]
+    assert sum(int(ln.split("|")[4].split()[0]) for ln in lines) == 3  # the bins hold every query once
+    clean = [r for r in pos if r["method"] == "minihash" and r["condition"] == "clean"]
+    for ln in lines:
+        label, n = ln.split("|")[3].strip(), int(ln.split("|")[4].split()[0])
+        lo, hi = next((lo, hi) for lo, hi, lab in ev.LIKENESS_BINS if lab == label)
+        inside = [r for r in clean if lo <= r["likeness"] < hi]
+        assert len(inside) == n
+        if n:
+            assert float(ln.split("|")[5]) == pytest.approx(100 * np.mean([r["hit"] for r in inside]), abs=0.05)
 
 
 def test_tiny_run_same_excerpts_everywhere_and_exhaustive_scores_all(tiny_run):

@@ -10,6 +10,9 @@ of a corpus, and two of an excerpt:
   the cosine of the raw samples (normalised cross-correlation without mean removal).
 - `ncc` / `repeat_starts`: the Pearson correlation of one excerpt with every window of
   its track, and the starts where it recurs: the evaluation protocol forgives those.
+- `likeness_elsewhere`: how much the excerpt SOUNDS like the most alike other place of its
+  track (log-mel, not waveform): a loop under another melody is no repeat, yet a near copy
+  that an embedding trained to ignore noise may take for the excerpt.
 
 Notebook: 00_overview.ipynb
 """
@@ -60,6 +63,50 @@ def ncc(q, x) -> np.ndarray:
 def repeat_starts(x, start: int, n: int, threshold: float = 0.9) -> np.ndarray:
     """Starts (samples) at which x[start:start+n] recurs in x: NCC >= threshold; `start` is among them."""
     return np.flatnonzero(ncc(x[start:start + n], x) >= threshold)
+
+
+LIKENESS_MEL = MelConfig(hop=320, log="db")  # how likeness hears: 64 bands, dB, a frame every 40 ms (at 8 kHz)
+
+
+def track_log_mel(x, sr: int = SR) -> np.ndarray:
+    """(n_mels, frames) float64 log-mel of a whole track, as `likeness_elsewhere` compares excerpts
+    (`LIKENESS_MEL`: 40 ms frames are fine enough for places at least 2 s apart, and 16x cheaper to
+    correlate than the model's 10 ms)."""
+    cfg = MelConfig(sr=sr, hop=LIKENESS_MEL.hop * sr // LIKENESS_MEL.sr, log=LIKENESS_MEL.log)
+    return log_mel(torch.as_tensor(np.asarray(x, np.float32)), cfg).double().numpy()
+
+
+def likeness_elsewhere(S: np.ndarray, start: int, n: int, min_gap: int) -> float:
+    """The highest Pearson r between the log-mel of the excerpt `S[:, start:start + n]` and that of any
+    other excerpt of its track as long, starting at least `min_gap` frames away; -1 when there is none.
+
+    r >= 0.95 is a near copy: the same sound at another place (a loop, a held pad), which need not
+    repeat sample for sample. Every offset at once: the numerator is one overlap-add correlation per
+    mel band, summed over the bands; the windows' statistics come from cumulative sums.
+
+    Args:
+        S: (n_mels, F) log-mel of the whole track (`track_log_mel`).
+        start, n: the excerpt's first frame and length in frames.
+        min_gap: frames between the excerpt's start and another's, at least.
+
+    Returns:
+        r in [-1, 1].
+
+    Notebook: 09_benchmark.ipynb
+    """
+    M, F = S.shape
+    q = S[:, start:start + n]
+    qc = q - q.mean()
+    qq = float(np.sum(qc * qc))
+    if n > F or qq <= 1e-12 * q.size:
+        return -1.0
+    num = oaconvolve(S, qc[:, ::-1], mode="valid", axes=1).sum(0)  # (F - n + 1,) sum_m,t qc * S at each offset
+    c1, c2 = (np.concatenate([[0.0], np.cumsum(v)]) for v in (S.sum(0), (S * S).sum(0)))
+    s1, s2 = c1[n:] - c1[:-n], c2[n:] - c2[:-n]  # each window's sum and sum of squares, over bands and frames
+    var = np.maximum(s2 - s1 * s1 / (M * n), 0.0)  # M n times each window's variance
+    r = np.where(var > 1e-12 * M * n, num / np.sqrt(np.maximum(var, 1e-300) * qq), -1.0)
+    far = np.abs(np.arange(len(r)) - start) >= min_gap
+    return float(np.clip(r[far].max(), -1.0, 1.0)) if far.any() else -1.0
 
 
 # ----------------------------------------------------------------------------

@@ -13,10 +13,11 @@ from ..corpus.repeats import ncc, repeat_starts
 from .calibrate import calibrate_index, own_excerpts
 from .protocol import (CAL_SEED, DB_SEED, METHODS, NEG_SEED, ROOM_SEED, SYSTEMS, EvalConfig, Query, cell_label,
                        draw_queries, eval_rooms, grid, render, score)
-from .report import EvalResult, machine_info, overview_figure, plot_top1_vs_snr, write_report
+from .report import LIKENESS_BINS, EvalResult, machine_info, overview_figure, plot_top1_vs_snr, write_report
 from .run import build_systems, evaluate, load_folders, negative_set, run_eval
 
-__all__ = ["CAL_SEED", "DB_SEED", "METHODS", "NEG_SEED", "ROOM_SEED", "SYSTEMS", "EvalConfig", "EvalResult", "Query",
+__all__ = ["CAL_SEED", "DB_SEED", "LIKENESS_BINS", "METHODS", "NEG_SEED", "ROOM_SEED", "SYSTEMS", "EvalConfig",
+           "EvalResult", "Query",
            "build_systems", "calibrate_index", "cell_label", "draw_queries",
            "eval_rooms", "evaluate", "grid", "load_folders", "machine_info", "ncc", "negative_set",
            "overview_figure", "own_excerpts", "plot_top1_vs_snr", "render", "repeat_starts", "run_eval", "score", "write_report"]

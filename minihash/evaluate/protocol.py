@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..audio import SR
-from ..corpus.repeats import repeat_starts
+from ..corpus.repeats import LIKENESS_MEL, likeness_elsewhere, repeat_starts, track_log_mel
 from ..distort import CONDITIONS, add_noise, fit_length, reverb, synth_rir
 from ..search.base import Match
 
@@ -104,6 +104,7 @@ class Query:
     noise_at: float  # where in it, 0..1
     room: int  # which impulse response
     repeats: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (R,) samples, `start` among them
+    likeness: float = float("nan")  # Pearson r of its log-mel with the most alike other place of its track
 
 
 def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: int, sr: int = SR,
@@ -115,7 +116,8 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
         length_s: excerpt length.
         rng: np.random.Generator.
         n_noise, n_rooms: how many noises and rooms to pick from.
-        ncc_threshold: find each excerpt's repeats in its track (None: don't).
+        ncc_threshold: find each excerpt's repeats in its track, and how alike the most alike other
+            place of its track sounds (`likeness_elsewhere`, at least max(length, 2 s) away); None: don't.
 
     Returns:
         list of Query.
@@ -135,6 +137,14 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
         if ncc_threshold is not None:
             q.repeats = repeat_starts(tracks[k], s, L, ncc_threshold)
         out.append(q)
+    if ncc_threshold is not None:
+        hop = LIKENESS_MEL.hop * sr / LIKENESS_MEL.sr  # samples per log-mel frame
+        n, gap = int(round(L / hop)), int(round(max(length_s, 2.0) * sr / hop))
+        for k in sorted({q.track for q in out}):  # one track's log-mel at a time
+            S = track_log_mel(tracks[k], sr)
+            for q in out:
+                if q.track == k:
+                    q.likeness = likeness_elsewhere(S, min(int(round(q.start / hop)), S.shape[1] - n), n, gap)
     return out
 
 

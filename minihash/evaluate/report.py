@@ -34,6 +34,9 @@ from .protocol import DB_SEED, ROOM_SEED, SCORES, EvalConfig, Query, cell_label,
 # the results
 
 
+LIKENESS_BINS = ((-1.0, 0.9, "r < 0.9"), (0.9, 0.95, "0.9 <= r < 0.95"), (0.95, 1.01, "r >= 0.95 (a near copy)"))
+
+
 @dataclass
 class EvalResult:
     """Every query's answer (`records`), index statistics, notes and facts about the run."""
@@ -84,6 +87,29 @@ class EvalResult:
                         f"{np.median([r['total_ms'] for r in pos]):.1f}",
                         f"{self.index_stats[m]['bytes_per_window']:.0f}"]
                 lines.append("| " + " | ".join([m, f"{L:g} s", *pct, *more[:4 * extras]]) + " |")
+        return "\n".join(lines)
+
+
+    def likeness_table(self, bins=LIKENESS_BINS) -> str:
+        """Markdown: top-1 % by how alike the most alike other place of the excerpt's track sounds
+        (`Query.likeness`, Pearson r of clean log-mels): method, query length and bin against the cells,
+        with each bin's share of the queries. A near copy (r >= 0.95) is one right answer beside a wrong
+        one that sounds the same: what a noise-robust embedding is built to confuse."""
+        g = self.groups()
+        head = ["method", "query", "likeness elsewhere in the track", "queries"]
+        head += [cell_label(c) for c in self.cfg.cells]
+        lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        for m in self.index_stats:
+            for L in self.cfg.lengths:
+                cells = [g.get((m, "positive", L, *c), []) for c in self.cfg.cells]
+                for lo, hi, label in bins:
+                    inside = [[r for r in rs if lo <= r["likeness"] < hi] for rs in cells]
+                    n, total = len(inside[0]), len(cells[0])
+                    if not total:
+                        continue
+                    pct = [f"{100 * np.mean([r['hit'] for r in rs]):.1f}" if rs else "-" for rs in inside]
+                    share = f"{n} ({100 * n / total:.0f} %)"
+                    lines.append("| " + " | ".join([m, f"{L:g} s", label, share, *pct]) + " |")
         return "\n".join(lines)
 
 
@@ -161,6 +187,10 @@ def report_markdown(result: EvalResult) -> str:
         f"## Top-1 % (start within {cfg.loose_tol_s:g} s)", "", result.table("hit_loose", False), "",
         "## Right recording % (any start: the track found, not always the place)", "",
         result.table("right_track", False), "",
+        "## Top-1 % by how alike the excerpt's most alike other place in its track sounds", "",
+        "Pearson r between the clean excerpt's log-mel and that of the most alike excerpt of its track as long, "
+        "at least max(length, 2 s) away (64 bands, dB). Hits as in the first table.", "",
+        result.likeness_table(), "",
         "## Indexes", "", *occ, "",
         "False match %: share of negative queries (audio not in the database) that named a track. DB scored %: "
         "inner products (landmarks: hash hits) per query over query windows x database windows. Landmarks: "

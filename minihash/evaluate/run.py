@@ -132,7 +132,7 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, negative
                 for i, (q, (a, search_ms, total_ms)) in enumerate(zip(qs, s.answer(xs, fps, cfg.query_hop_s))):
                     sc = score(a, names[q.track], q.start / SR, q.repeats / SR, cfg.tol_s, cfg.loose_tol_s)
                     records.append(_record(m, "positive", cell, L, i, names[q.track], q.start / SR, a, search_ms,
-                                           total_ms, sc))
+                                           total_ms, sc, q.likeness))
                 bar.update(len(qs))
         rng = np.random.default_rng([cfg.seed, 0x6E6567, round(1000 * L)])  # negatives: the cells in turn
         nq = draw_queries(negatives, L, cfg.n_negatives, rng, len(noise), len(rooms))
@@ -149,10 +149,10 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, negative
     return EvalResult(cfg, records, stats, notes, info={"repeat_share": repeats})
 
 
-def _record(method, kind, cell, L, i, track, start_s, m: Match, search_ms, total_ms, sc) -> dict:
+def _record(method, kind, cell, L, i, track, start_s, m: Match, search_ms, total_ms, sc, likeness=None) -> dict:
     return {"method": method, "kind": kind, "condition": cell[0], "snr_db": cell[1], "length_s": L, "query": i,
-            "track": track, "start_s": start_s, "match": m.track, "offset_s": m.offset_s, "score": m.score,
-            "frac_scored": m.frac_scored, "search_ms": search_ms, "total_ms": total_ms, **sc}
+            "track": track, "start_s": start_s, "likeness": likeness, "match": m.track, "offset_s": m.offset_s,
+            "score": m.score, "frac_scored": m.frac_scored, "search_ms": search_ms, "total_ms": total_ms, **sc}
 
 
 # ----------------------------------------------------------------------------
