@@ -94,7 +94,8 @@ def run_nomatch(index, model, refs: dict, negatives: dict, cfg: EvalConfig, nois
             for kind, tracks, tag in (("positive", audio, 0x706F73), ("negative", negatives, 0x6E6567)):
                 rng = np.random.default_rng([cfg.seed, tag, round(1000 * L)])
                 qs = draw_queries(tracks, L, cfg.n_queries, rng, len(noise), len(rooms),
-                                  ncc_threshold=cfg.ncc_threshold if kind == "positive" else None)
+                                  ncc_threshold=cfg.ncc_threshold if kind == "positive" else None,
+                                  progress=progress)
                 for cell in cfg.cells:
                     for q in qs:
                         e, l, s = model.fingerprint_audio(render(tracks, q, cell, noise, rooms, cfg.context_s),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..audio import SR
 from ..corpus.repeats import LIKENESS_MEL, likeness_elsewhere, repeat_starts, track_log_mel
@@ -108,7 +109,7 @@ class Query:
 
 
 def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: int, sr: int = SR,
-                 ncc_threshold: float | None = None, min_rms: float = 1e-3) -> list[Query]:
+                 ncc_threshold: float | None = None, min_rms: float = 1e-3, progress: bool = False) -> list[Query]:
     """`n` excerpts at random starts (any sample), tracks weighted by length, near-silence drawn again.
 
     Args:
@@ -118,6 +119,7 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
         n_noise, n_rooms: how many noises and rooms to pick from.
         ncc_threshold: find each excerpt's repeats in its track, and how alike the most alike other
             place of its track sounds (`likeness_elsewhere`, at least max(length, 2 s) away); None: don't.
+        progress: a bar while the repeats are found (about a second per excerpt of a long track).
 
     Returns:
         list of Query.
@@ -127,6 +129,8 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
     if not n_starts.any():
         raise ValueError(f"no track is {length_s:g} s long")
     out = []
+    bar = tqdm(total=n, desc=f"repeats of {length_s:g} s excerpts", unit="excerpt",
+               disable=not progress or ncc_threshold is None)
     for _ in range(n):
         for _ in range(100):
             k = int(rng.choice(len(tracks), p=n_starts / n_starts.sum()))
@@ -137,6 +141,8 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
         if ncc_threshold is not None:
             q.repeats = repeat_starts(tracks[k], s, L, ncc_threshold)
         out.append(q)
+        bar.update(1)
+    bar.close()
     if ncc_threshold is not None:
         hop = LIKENESS_MEL.hop * sr / LIKENESS_MEL.sr  # samples per log-mel frame
         n, gap = int(round(L / hop)), int(round(max(length_s, 2.0) * sr / hop))

@@ -123,7 +123,8 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, negative
     bar = tqdm(total=total, desc="queries", unit="query", disable=not progress)
     for L in cfg.lengths:
         rng = np.random.default_rng([cfg.seed, 0x717279, round(1000 * L)])
-        qs = draw_queries(audio, L, cfg.n_queries, rng, len(noise), len(rooms), ncc_threshold=cfg.ncc_threshold)
+        qs = draw_queries(audio, L, cfg.n_queries, rng, len(noise), len(rooms), ncc_threshold=cfg.ncc_threshold,
+                          progress=progress)
         repeats[L] = float(np.mean([np.any(np.abs(q.repeats - q.start) > cfg.tol_s * SR) for q in qs]))
         for cell in cfg.cells:
             xs = [render(audio, q, cell, noise, rooms, cfg.context_s) for q in qs]
