@@ -284,6 +284,12 @@ def _bf16_note(segment: dict) -> str:
     return {True: " (native bf16)", False: " (no native bf16)"}.get(segment.get("bf16_native"), "")
 
 
+def _precision_note(segment: dict) -> str:
+    """The segment's precision, and where a run left bf16 because its kernels computed the model wrongly."""
+    left = segment.get("bf16_left")
+    return segment["precision"] + (f" (bf16 wrong here, left at step {left['step']})" if left else "")
+
+
 def _load_state(path, device) -> dict:
     """A checkpoint's dict, read with `weights_only=True`; a `FormatError` naming the file otherwise."""
     if not Path(path).is_file():
@@ -311,7 +317,7 @@ def record_markdown(rec: dict, every: int = 1000) -> str:
         n = s["end_step"] - s["start_step"]
         per = f" ({s['step_cpu_s'] / n:.2f} s per step)" if n else ""
         lines.append(f"| {i} | {s['start_step']}-{s['end_step']} | {s['step_cpu_s'] / 60:.1f} min{per} | "
-                     f"{s['precision']}, {s['threads']} | {s['cpu']}{_bf16_note(s)} | {s.get('started', '-')} |")
+                     f"{_precision_note(s)}, {s['threads']} | {s['cpu']}{_bf16_note(s)} | {s.get('started', '-')} |")
     total = sum(s["step_cpu_s"] for s in rec["segments"])
     lines.append(f"| in all | {rec['step']} | {total / 60:.1f} min | | | |")
     vals = [v for i, v in enumerate(rec["val_history"])

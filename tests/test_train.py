@@ -257,6 +257,9 @@ def test_a_nan_under_bf16_later_moves_the_run_to_float32(monkeypatch):
     seg = tr.segments[-1]
     assert tr.step == 6 and seg["bf16_check"]["ok"] and seg["precision"] == "fp32"
     assert seg["bf16_left"]["step"] == 2 and "nan" in seg["bf16_left"]["why"]
+    from minihash.train import record_markdown
+    assert "| fp32 (bf16 wrong here, left at step 2), " in record_markdown(
+        {"step": tr.step, "segments": tr.segments, "val_history": []})
     assert all(math.isfinite(h["loss"]) for h in tr.history)
     torch.manual_seed(0)
     cfg = TrainConfig(steps=6, precision="bf16", device="cpu", progress=False)
