@@ -73,7 +73,7 @@ def track_log_mel(x, sr: int = SR) -> np.ndarray:
     (`LIKENESS_MEL`: 40 ms frames are fine enough for places at least 2 s apart, and 16x cheaper to
     correlate than the model's 10 ms)."""
     cfg = MelConfig(sr=sr, hop=LIKENESS_MEL.hop * sr // LIKENESS_MEL.sr, log=LIKENESS_MEL.log)
-    return log_mel(torch.as_tensor(np.asarray(x, np.float32)), cfg).double().numpy()
+    return log_mel(torch.tensor(np.asarray(x, np.float32)), cfg).double().numpy()  # a copy: x may be read-only
 
 
 def likeness_elsewhere(S: np.ndarray, start: int, n: int, min_gap: int) -> float:
