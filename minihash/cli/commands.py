@@ -195,7 +195,8 @@ def eval_command(args) -> int:
     print(result.table())
     for n in result.notes:
         print(f"note: {n}")
-    print(f"\nwrote {Path(args.out) / 'results.md'}, results.csv, queries.csv and plots in {result.info['elapsed_s']:.0f} s")
+    print(f"\nwrote {Path(args.out) / 'results.md'}, results.csv, queries.csv and plots "
+          f"in {result.info['elapsed_s']:.0f} s")
     return 0
 
 

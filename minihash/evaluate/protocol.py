@@ -117,8 +117,7 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
         length_s: excerpt length.
         rng: np.random.Generator.
         n_noise, n_rooms: how many noises and rooms to pick from.
-        ncc_threshold: find each excerpt's repeats in its track, and how alike the most alike other
-            place of its track sounds (`likeness_elsewhere`, at least max(length, 2 s) away); None: don't.
+        ncc_threshold: find each excerpt's repeats in its track (None: don't).
         progress: a bar while the repeats are found (about a second per excerpt of a long track).
 
     Returns:
@@ -143,15 +142,19 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
         out.append(q)
         bar.update(1)
     bar.close()
-    if ncc_threshold is not None:
-        hop = LIKENESS_MEL.hop * sr / LIKENESS_MEL.sr  # samples per log-mel frame
-        n, gap = int(round(L / hop)), int(round(max(length_s, 2.0) * sr / hop))
-        for k in sorted({q.track for q in out}):  # one track's log-mel at a time
-            S = track_log_mel(tracks[k], sr)
-            for q in out:
-                if q.track == k:
-                    q.likeness = likeness_elsewhere(S, min(int(round(q.start / hop)), S.shape[1] - n), n, gap)
     return out
+
+
+def add_likeness(tracks, qs: list[Query], sr: int = SR) -> None:
+    """Set each excerpt's `likeness`: how alike the most alike other place of its track sounds
+    (`likeness_elsewhere`, at least max(length, 2 s) away), one track's log-mel at a time."""
+    hop = LIKENESS_MEL.hop * sr / LIKENESS_MEL.sr  # samples per log-mel frame
+    for k in sorted({q.track for q in qs}):
+        S = track_log_mel(tracks[k], sr)
+        for q in qs:
+            if q.track == k:
+                n, gap = int(round(q.n / hop)), int(round(max(q.n / sr, 2.0) * sr / hop))
+                q.likeness = likeness_elsewhere(S, min(int(round(q.start / hop)), S.shape[1] - n), n, gap)
 
 
 def render(tracks, q: Query, cell, noise, rooms, context_s: float = 1.0, sr: int = SR) -> np.ndarray:

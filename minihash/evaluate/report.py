@@ -89,7 +89,6 @@ class EvalResult:
                 lines.append("| " + " | ".join([m, f"{L:g} s", *pct, *more[:4 * extras]]) + " |")
         return "\n".join(lines)
 
-
     def likeness_table(self, bins=LIKENESS_BINS) -> str:
         """Markdown: top-1 % by how alike the most alike other place of the excerpt's track sounds
         (`Query.likeness`, Pearson r of clean log-mels): method, query length and bin against the cells,

@@ -24,7 +24,8 @@ from ..pairs import load_rirs, training_noise
 from ..search import index_class
 from ..search.base import Match
 from .calibrate import calibrate_index
-from .protocol import DB_SEED, NEG_SEED, ROOM_SEED, SYSTEMS, EvalConfig, draw_queries, eval_rooms, render, score
+from .protocol import (DB_SEED, NEG_SEED, ROOM_SEED, SYSTEMS, EvalConfig, add_likeness, draw_queries, eval_rooms,
+                       render, score)
 from .report import EvalResult, machine, write_report
 
 # ----------------------------------------------------------------------------
@@ -125,6 +126,7 @@ def evaluate(tracks: dict, models: dict, cfg: EvalConfig, noise, rooms, negative
         rng = np.random.default_rng([cfg.seed, 0x717279, round(1000 * L)])
         qs = draw_queries(audio, L, cfg.n_queries, rng, len(noise), len(rooms), ncc_threshold=cfg.ncc_threshold,
                           progress=progress)
+        add_likeness(audio, qs)
         repeats[L] = float(np.mean([np.any(np.abs(q.repeats - q.start) > cfg.tol_s * SR) for q in qs]))
         for cell in cfg.cells:
             xs = [render(audio, q, cell, noise, rooms, cfg.context_s) for q in qs]
