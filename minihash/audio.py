@@ -27,7 +27,7 @@ import torchaudio.functional as AF
 from tqdm.auto import tqdm
 
 from .errors import AudioError
-from .files import cache_dir, save_npy
+from .files import cache_dir, map_npy, save_npy
 
 SR = 8000  # the sample rate of everything downstream
 MIN_SECONDS = 0.5  # the shortest query that can be fingerprinted
@@ -152,8 +152,8 @@ def decoded_path(path, sr: int = SR) -> Path:
 def _read_decoded(f: Path, mmap: bool = False):
     """The cached samples, or None when missing, unreadable or not a float32 vector (never trusted blindly)."""
     try:
-        x = np.load(f, allow_pickle=False, mmap_mode="r" if mmap else None)
-    except (OSError, ValueError, EOFError):
+        x = map_npy(f) if mmap else np.load(f, allow_pickle=False)
+    except (OSError, ValueError, EOFError, RuntimeError):  # RuntimeError: torch could not map it
         return None
     return x if x.dtype == np.float32 and x.ndim == 1 else None
 
@@ -257,7 +257,9 @@ class AudioFolder:
     an earlier one is listed once (`.duplicates` holds (duplicate, original)); a
     file that cannot be used is skipped (`.errors` holds (name, reason)). With
     `lazy=True` nothing is read at creation: `stream()` yields one file at a time,
-    so a large folder is never held in memory.
+    so a large folder is never held in memory. With `mmap=True` each track is a read-only
+    map of its decoded samples in the cache (`load(..., mmap=True)`): hours of audio then cost
+    page cache, which the system reclaims, instead of this process's memory.
 
     Args:
         path: a folder (or one file).
@@ -265,6 +267,7 @@ class AudioFolder:
         min_s: shortest duration accepted.
         progress: show a tqdm bar.
         lazy: read the files in `stream()` only, not now.
+        mmap: tracks mapped from the decode cache (read-only) instead of read into memory.
 
     Attributes:
         files: sorted (name, path) of every audio file found; names are posix paths relative to the folder.
@@ -275,8 +278,9 @@ class AudioFolder:
     Notebook: 10_your_own_audio.ipynb
     """
 
-    def __init__(self, path, sr: int = SR, min_s: float = MIN_SECONDS, progress: bool = True, lazy: bool = False):
-        self.root, self.sr, self.min_s, self.progress = Path(path), sr, min_s, progress
+    def __init__(self, path, sr: int = SR, min_s: float = MIN_SECONDS, progress: bool = True, lazy: bool = False,
+                 mmap: bool = False):
+        self.root, self.sr, self.min_s, self.progress, self.mmap = Path(path), sr, min_s, progress, mmap
         self.names, self.tracks, self.duplicates = [], [], []
         files, self.skipped = scan_audio(self.root)  # raises AudioError when the folder does not exist
         self.errors = list(self.skipped)
@@ -302,7 +306,7 @@ class AudioFolder:
                 self.duplicates.append((name, originals[digest]))
                 continue
             try:
-                x = load(p, self.sr, self.min_s)
+                x = load(p, self.sr, self.min_s, mmap=self.mmap)
             except AudioError as e:
                 self.errors.append((name, e.reason))
                 continue

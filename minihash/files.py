@@ -12,11 +12,32 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def cache_dir() -> Path:
     """Where generated and decoded audio is cached: `$MINIHASH_CACHE`, default `~/.cache/minihash`."""
     return Path(os.environ.get("MINIHASH_CACHE", "~/.cache/minihash")).expanduser()
+
+
+def map_npy(path) -> np.ndarray:
+    """A float32 vector saved as .npy, mapped from disk read-only: pages are read when used and
+    stay in the page cache, shared between processes, not in this process's own memory.
+
+    Unlike `np.load(mmap_mode="r")`, the map holds no open file: `torch.from_file` closes the
+    descriptor once mapped, so thousands of mapped tracks do not run out of descriptors (often
+    1024 a process). Raises ValueError (numpy's) for a file that is not a float32 vector or is
+    shorter than its header says.
+    """
+    head = np.load(path, mmap_mode="r", allow_pickle=False)  # checks the header and the length
+    dtype, shape, offset = head.dtype, head.shape, head.offset
+    del head  # closes numpy's map and its descriptor
+    if dtype != np.float32 or len(shape) != 1 or offset % 4:
+        raise ValueError(f"{path}: not a float32 vector (dtype {dtype}, shape {shape})")
+    mapped = torch.from_file(str(path), shared=False, size=offset // 4 + shape[0], dtype=torch.float32)
+    x = mapped[offset // 4:].numpy()  # private (copy-on-write) map: the file is never written
+    x.flags.writeable = False
+    return x
 
 
 def sha256(path) -> str:

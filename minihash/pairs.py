@@ -69,10 +69,8 @@ class PairDataset(torch.utils.data.IterableDataset):
         arrays = [np.pad(x, (L - x.size, 0)) if x.size < L else x for x in arrays]
         if not arrays:
             raise ValueError("PairDataset needs at least one track")
-        lengths = np.array([x.size for x in arrays])
-        self.audio = torch.from_numpy(np.concatenate(arrays))  # (sum T,): one buffer, shared by forked workers
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        self.n_starts = lengths - L + 1
+        self.tracks = arrays  # as given: maps of the decode cache stay maps, shared by forked workers
+        self.n_starts = np.array([x.size for x in arrays]) - L + 1
         self.p = self.n_starts / self.n_starts.sum()
 
     def __iter__(self):
@@ -88,8 +86,8 @@ class PairDataset(torch.utils.data.IterableDataset):
         found, n = [], 0
         for _ in range(100):
             k = rng.choice(self.p.size, size=-(-B // self.per_track), p=self.p).repeat(self.per_track)[:B]
-            start = self.offsets[k] + (rng.random(B) * self.n_starts[k]).astype(np.int64)
-            crops = self.audio[torch.from_numpy(start)[:, None] + torch.arange(L)]  # (B, L)
+            start = (rng.random(B) * self.n_starts[k]).astype(np.int64)
+            crops = torch.from_numpy(np.stack([self.tracks[i][s:s + L] for i, s in zip(k, start)]))  # (B, L)
             crops = crops[crops[:, self.C:].pow(2).mean(1).sqrt() >= self.min_rms]
             found.append(crops)
             n += crops.shape[0]

@@ -172,9 +172,9 @@ def train_from_args(args) -> int:
     tracks = []
     if args.synth:
         tracks += synth_tracks(args.synth, args.synth_seconds, seed=0)
-    for d in args.music:
-        tracks += AudioFolder(d).tracks
-    val_tracks = [t for d in args.val_music for t in AudioFolder(d).tracks]
+    for d in args.music:  # maps of the decode cache: hours of audio in the page cache, not in this process
+        tracks += AudioFolder(d, mmap=True).tracks
+    val_tracks = [t for d in args.val_music for t in AudioFolder(d, mmap=True).tracks]
     if not val_tracks:  # hold out procedural tracks the training set does not contain
         val_tracks = synth_tracks(20, args.synth_seconds, seed=10_000)
     if not tracks:
@@ -204,7 +204,6 @@ def train_from_args(args) -> int:
     except ValueError as e:  # the dataset's own rule (tracks are non-empty here), said in the command line's terms
         raise SystemExit(f"minihash train: --per-track {args.per_track}: {e}") from None
     n_tracks = len(tracks)
-    del tracks  # the loader holds the audio in one buffer: a second copy of hours of audio is gigabytes
     clean, noisy = validation_set(val_tracks, val_distorter, n=2000)
     tcfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, threads=args.threads, seed=args.seed,
                        ckpt=args.ckpt or str(args.out) + ".ckpt", precision=args.precision,

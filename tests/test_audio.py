@@ -1,4 +1,6 @@
 """audio.py against references: soundfile round trips, scipy resampling, naive windowing."""
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -6,6 +8,7 @@ from scipy.signal import resample_poly
 
 from minihash import AudioError
 from minihash.audio import SR, AudioFolder, decoded_path, find_audio, load, load_folder, segment
+from minihash.files import map_npy
 
 
 def tone(seconds=2.0, sr=SR, f=440.0):
@@ -179,3 +182,49 @@ def test_cached_audio_is_checked_like_decoded_audio(tmp_path):
     load(p)
     with pytest.raises(AudioError, match="too short"):
         load(p, min_s=2.0)  # the cache holds the samples; the checks run on every load
+
+
+# ---- tracks mapped from the decode cache
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_mapped_tracks_equal_loaded_ones_and_hold_no_open_file(tmp_path):
+    paths = []
+    for i in range(40):
+        paths.append(tmp_path / f"t{i:02d}.wav")
+        sf.write(paths[-1], tone(seconds=1.0 + i / 40, f=200.0 + 10 * i), SR)
+    loaded = [load(p) for p in paths]  # decoded once, into the cache
+    before = open_files()
+    mapped = [load(p, mmap=True) for p in paths]
+    assert open_files() == before  # np.load(mmap_mode="r") would hold 40 descriptors
+    for x, y in zip(loaded, mapped):
+        np.testing.assert_array_equal(x, y)
+        assert not y.flags.writeable and not y.flags.owndata
+    with pytest.raises(ValueError):
+        mapped[0][0] = 1.0  # read-only: the cache file cannot be changed through a track
+    folder = AudioFolder(tmp_path, mmap=True, progress=False)
+    assert folder.names == [p.name for p in paths] and not folder.tracks[3].flags.writeable
+    np.testing.assert_array_equal(folder.tracks[3], loaded[3])
+
+
+def test_map_npy_refuses_what_is_not_a_whole_float32_vector(tmp_path):
+    good = tmp_path / "a.npy"
+    np.save(good, np.arange(1000, dtype=np.float32))
+    np.testing.assert_array_equal(map_npy(good), np.arange(1000, dtype=np.float32))
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(good.read_bytes()[:-400])  # shorter than its header says
+    with pytest.raises(ValueError):
+        map_npy(cut)
+    for bad in (np.arange(10, dtype=np.float64), np.zeros((3, 4), np.float32)):
+        np.save(tmp_path / "b.npy", bad)
+        with pytest.raises(ValueError, match="float32 vector"):
+            map_npy(tmp_path / "b.npy")
+    f = tmp_path / "x.wav"  # a cache file that cannot be mapped is decoded again, as a damaged one is
+    sf.write(f, tone(), SR)
+    x = load(f)
+    decoded_path(f).write_bytes(decoded_path(f).read_bytes()[:300])
+    np.testing.assert_array_equal(load(f, mmap=True), x)

@@ -10,6 +10,7 @@ from minihash.corpus.music import synth_track, synth_tracks
 from minihash.corpus.noise import NOISE_KINDS, noise_bank
 from minihash.corpus.repeats import cross_track_duplicates, self_repeat_share, window_features
 from minihash.pairs import PairDataset, load_rirs, make_loader, random_windows, training_noise
+from minihash.audio import AudioFolder
 from minihash.errors import AudioError
 from minihash.spectrogram import log_mel
 
@@ -268,6 +269,24 @@ def test_pair_dataset_context_and_loader_workers(corpus):
     # worker 0's stream is the single-process stream with the same seed
     single = next(iter(PairDataset(corpus[:4], scaled_noisy, batch_size=8, seed=0)))
     assert torch.equal(batches[0][0], single[0])
+
+
+def test_pair_dataset_over_tracks_mapped_from_the_cache(corpus, tmp_path):
+    # what `minihash train` does: tracks mapped read-only from the decode cache, drawn by forked workers
+    for i, x in enumerate(corpus[:4]):
+        sf.write(tmp_path / f"t{i}.wav", x, SR, subtype="FLOAT")
+    AudioFolder(tmp_path, progress=False)  # decodes into the cache
+    mapped = AudioFolder(tmp_path, mmap=True, progress=False).tracks
+    assert not any(t.flags.writeable for t in mapped)
+    copies = [np.array(t) for t in mapped]
+    a = [b for _, b in zip(range(3), make_loader(mapped, scaled_noisy, batch_size=8, num_workers=2, seed=1))]
+    b = [b for _, b in zip(range(3), make_loader(copies, scaled_noisy, batch_size=8, num_workers=2, seed=1))]
+    for (c1, d1), (c2, d2) in zip(a, b):
+        assert torch.equal(c1, c2) and torch.equal(d1, d2)
+    flat = np.concatenate(copies)
+    for w in a[0][0][:3].numpy():  # excerpts of the tracks, as in memory
+        hits = np.flatnonzero(flat[:-SR] == w[0])
+        assert any(np.array_equal(flat[h:h + SR], w) for h in hits)
 
 
 def test_random_windows(corpus):
