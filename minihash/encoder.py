@@ -74,6 +74,9 @@ class ModelConfig:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+        if self.stem_channels < 1 or (self.stem_channels != 16 and self.stem != "conv"):
+            raise ValueError(f"stem_channels must be >= 1, and 16 unless stem='conv'; got {self.stem_channels}, "
+                             f"{self.stem!r}")
         if self.stem_freq < 1 or (self.stem_freq != 1 and self.stem != "conv"):
             raise ValueError(f"stem_freq must be >= 1, and 1 unless stem='conv'; got {self.stem_freq}, {self.stem!r}")
         if self.stem == "conv" and self.stem_rows % self.stem_bands:

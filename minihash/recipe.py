@@ -153,11 +153,13 @@ def model_config(args) -> tuple[ModelConfig, dict]:
         cfg = replace(cfg, mel=replace(cfg.mel, **front))
     if args.stem:
         cfg = replace(cfg, stem=args.stem)
-    if args.stem_freq != 1:
-        try:
-            cfg = replace(cfg, stem_freq=args.stem_freq)
-        except ValueError as e:  # the config's own rule, said in the terms of the command line
-            raise SystemExit(f"minihash train: --stem-freq {args.stem_freq}: {e}") from None
+    for flag, field, value in (("--stem-freq", "stem_freq", args.stem_freq if args.stem_freq != 1 else None),
+                               ("--stem-channels", "stem_channels", args.stem_channels)):
+        if value is not None:
+            try:
+                cfg = replace(cfg, **{field: value})
+            except ValueError as e:  # the config's own rule, said in the terms of the command line
+                raise SystemExit(f"minihash train: {flag} {value}: {e}") from None
     return cfg, front
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from minihash.cli import main
 from minihash.errors import FormatError
+from minihash.modelfile import load_model
 from minihash.recipe import LossConfig, fingerprint_loss, make_validator
 from minihash.train import TrainConfig, Trainer, lr_at
 
@@ -378,6 +379,14 @@ def test_train_command_stem_masks_and_db_options(tmp_path):
         main(args[:-2] + ["--stem", "patch", "--stem-freq", "4", "-o", str(tmp_path / "bad.safetensors")])
     with pytest.raises(SystemExit, match="--stem-freq 0"):
         main(args[:-2] + ["--stem", "conv", "--stem-freq", "0", "-o", str(tmp_path / "bad.safetensors")])
+    with pytest.raises(SystemExit, match="--stem-channels 0"):
+        main(args[:-2] + ["--stem-channels", "0", "-o", str(tmp_path / "bad.safetensors")])
+    with pytest.raises(SystemExit, match="--stem-channels 32"):  # the patch stem has no convolutions
+        main(args[:-2] + ["--stem", "patch", "--stem-channels", "32", "-o", str(tmp_path / "bad.safetensors")])
+    wide = tmp_path / "wide.safetensors"
+    assert main(args[:-2] + ["--stem-channels", "32", "-o", str(wide)]) == 0
+    assert json.loads(wide.with_suffix(".json").read_text())["config"]["stem_channels"] == 32
+    assert load_model(wide).patch.convs[-3].out_channels == 128  # 32, 64, 128
 
 
 def test_bench_train_measures_every_variant():

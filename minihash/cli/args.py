@@ -70,6 +70,8 @@ def add_train(sub):
     p.add_argument("--stem-freq", type=int, default=1, metavar="F",
                    help="the conv stem's first convolution strides 2F mel bands (e.g. 4 with --mels 256: as many "
                         "rows as 64 bands give)")
+    p.add_argument("--stem-channels", type=int, default=None, metavar="C",
+                   help="the conv stem's channels: C, 2C, 4C over its three convolutions (default: the preset's, 16)")
     p.add_argument("--masks", type=float, default=0.0, metavar="P",
                    help="share of distorted views given SpecAugment time/frequency masks and a cut-out (0: none)")
     p.add_argument("--hash", choices=["ot", "sign", "none"], default="ot", help="hash loss: OT-balanced, plain sign (baseline), none")
