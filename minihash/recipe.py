@@ -91,7 +91,13 @@ def _objective(e: torch.Tensor, l: torch.Tensor, B: int, cfg: LossConfig):
                                               "batch_top1": acc, "bits_agree": bits_agree}
 
 
-def make_validator(clean: torch.Tensor, distorted: torch.Tensor, batch_size: int = 512):
+# Beside val_top1 (the training's own mix of conditions and SNRs), the same windows at 0 dB, noise and noise in a
+# room: these rank models as the evaluation's noisy cells do, where val_top1 did not (model card, "in-training
+# validation").
+HARD_VALIDATION = {"val_noise_0db": "noise", "val_noise_reverb_0db": "noise+reverb"}
+
+
+def make_validator(clean: torch.Tensor, distorted: torch.Tensor, batch_size: int = 512, **more: torch.Tensor):
     """Validation on held-out windows: top-1 retrieval of each distorted window among
     all clean ones, share of codes that survive the distortion, and bucket balance.
 
@@ -99,6 +105,8 @@ def make_validator(clean: torch.Tensor, distorted: torch.Tensor, batch_size: int
         clean: (N, T) held-out clean windows (from tracks never trained on).
         distorted: (N, T) their distorted replicas (fixed, so numbers are comparable).
         batch_size: windows per forward pass.
+        **more: name=(N, T) other replicas of the same clean windows (e.g. `val_noise_0db`): the top-1
+            of each is reported under its name, beside `val_top1`.
 
     Returns:
         `validate(model) -> dict` for the `Trainer`.
@@ -114,6 +122,7 @@ def make_validator(clean: torch.Tensor, distorted: torch.Tensor, batch_size: int
         K = l1.shape[1]
         stats = bucket_stats(sign_codes(l1), K)
         return {"val_top1": float(top1_accuracy(e2, e1)),
+                **{name: float(top1_accuracy(embed(model, X)[0], e1)) for name, X in more.items()},
                 "code_exact": float(((l1 > 0) == (l2 > 0)).all(1).float().mean()),
                 "entropy": float(stats["entropy_norm"]), "largest_over_mean": float(stats["largest_over_mean"])}
 
@@ -138,6 +147,27 @@ def validation_set(tracks, distorter, n: int = 2000, seed: int = 1234, sr: int =
     g = torch.Generator().manual_seed(seed)
     clean = random_windows(tracks, n, win_s=win_s, sr=sr, seed=seed)  # (n, W)
     return clean, torch.cat([distorter(clean[i:i + 256], generator=g) for i in range(0, n, 256)])
+
+
+def make_validation(val_tracks, noise_dirs=(), speech_dirs=(), dcfg: DistortConfig | None = None, n: int = 2000):
+    """The validation of `minihash train` (and `minihash validate`): `n` windows of tracks never trained on,
+    distorted as in training (`dcfg`) with noise and rooms training never hears (`val_top1`), and the same
+    windows at 0 dB in noise and in a room with noise (`HARD_VALIDATION`).
+
+    Args:
+        val_tracks: held-out (T,) tracks.
+        noise_dirs, speech_dirs: the training's noise folders: their evaluation split is used.
+        dcfg: the training's distortions (SNR range, band-limiting); default `DistortConfig()`.
+        n: windows.
+
+    Returns:
+        `validate(model) -> dict`, as `make_validator`.
+    """
+    noise = training_noise(noise_dirs, speech_dirs, split="eval")
+    clean, noisy = validation_set(val_tracks, Distorter(dcfg or DistortConfig(), noise, None, seed=1), n=n)
+    hard = {name: validation_set(val_tracks, Distorter(DistortConfig.only(cond, 0.0), noise, None, seed=1), n=n)[1]
+            for name, cond in HARD_VALIDATION.items()}  # the same clean windows, other replicas
+    return make_validator(clean, noisy, **hard)
 
 
 # ----------------------------------------------------------------------------
@@ -191,8 +221,6 @@ def train_from_args(args) -> int:
         raise SystemExit(f"minihash train: --tau is a temperature, above 0, got {args.tau}")
     dcfg = DistortConfig(snr_db=tuple(args.snr), p_band=args.band)
     distorter = Distorter(dcfg, noise, rirs)
-    val_noise = training_noise(args.noise, args.speech, split="eval")
-    val_distorter = Distorter(dcfg, val_noise, None, seed=1)  # rooms and noise not seen in training
 
     cfg, front = model_config(args)
     model = build_model(cfg)
@@ -206,14 +234,14 @@ def train_from_args(args) -> int:
     except ValueError as e:  # the dataset's own rule (tracks are non-empty here), said in the command line's terms
         raise SystemExit(f"minihash train: --per-track {args.per_track}: {e}") from None
     n_tracks = len(tracks)
-    clean, noisy = validation_set(val_tracks, val_distorter, n=2000)
+    validate = make_validation(val_tracks, args.noise, args.speech, dcfg)
     tcfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, threads=args.threads, seed=args.seed,
                        ckpt=args.ckpt or str(args.out) + ".ckpt", precision=args.precision,
                        budget_s=args.budget_min * 60 if args.budget_min else None)
     lcfg = LossConfig(tau=args.tau, hash=args.hash, masks=MaskConfig(p=args.masks) if args.masks > 0 else None)
     t0 = time.time()
     trainer = Trainer(model, lambda m, b: fingerprint_loss(m, b, lcfg), batches, tcfg,
-                      validate=make_validator(clean, noisy))
+                      validate=validate)
     start = trainer.step  # > 0 when resumed from the checkpoint
     trainer.run()
     final = trainer.val_history[-1] if trainer.val_history else trainer.run_validation()

@@ -139,6 +139,12 @@ def test_validator_scores_a_perfect_and_a_useless_model():
     assert out["val_top1"] == 1.0 and out["code_exact"] == 1.0
     shuffled = make_validator(clean, clean[torch.randperm(64, generator=g)], batch_size=16)(Identity())
     assert shuffled["val_top1"] < 0.2
+    # other replicas of the same clean windows are scored beside: a permutation finds its fixed points only
+    perm = torch.randperm(64, generator=g)
+    perm[:10] = torch.arange(10)
+    both = make_validator(clean, clean.clone(), batch_size=16, val_other=clean[perm])(Identity())
+    assert both["val_top1"] == 1.0
+    assert both["val_other"] == pytest.approx(sum(int(p) == i for i, p in enumerate(perm)) / 64)
 
 
 def test_train_command_writes_a_model_and_records_a_resume(tmp_path):
@@ -369,6 +375,7 @@ def test_train_command_stem_masks_and_db_options(tmp_path):
     train = rec["extra"]["train"]
     assert train["masks"] == 0.5 and train["precision"] == "fp32" and len(train["segments"]) == 1
     assert train["tau"] == 0.05 and train["per_track"] == 4
+    assert set(train["validation"]) >= {"val_top1", "val_noise_0db", "val_noise_reverb_0db"}  # 0 dB beside
     with pytest.raises(SystemExit, match="--masks"):
         main(args[:-2] + ["--masks", "2", "-o", str(tmp_path / "bad.safetensors")])
     with pytest.raises(SystemExit, match="--tau"):
@@ -407,3 +414,22 @@ def test_bench_train_measures_every_variant():
                                 bf16=False)
     assert [r["variant"] for r in rows] == ["pairs alone (no model)", "network alone: patch, fp32",
                                             "network alone: conv, fp32", "fp32", "conv, dB, masks"]
+
+
+def test_validate_command_repeats_the_in_training_validation(tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    # held out without --val-music: 20 procedural tracks of --synth-seconds (30 s), as minihash validate takes them
+    assert main(["train", "--preset", "tiny", "--synth", "6", "--batch", "16", "--warmup", "2", "--threads", "1",
+                 "--steps", "2", "--snr", "0", "20", "--band", "0.1", "-o", str(out)]) == 0
+    recorded = json.loads(out.with_suffix(".json").read_text())["extra"]["train"]["validation"]
+    capsys.readouterr()
+    assert main(["validate", str(out), "--snr", "0", "20", "--band", "0.1", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    keys = [k.strip() for k in lines[-3].strip("|").split("|")][1:]
+    values = [float(v) for v in lines[-1].strip("|").split("|")[1:]]
+    assert keys[:3] == ["val_top1", "val_noise_0db", "val_noise_reverb_0db"]
+    for k, v in zip(keys, values):  # the same windows, distortions and model: the same numbers
+        assert v == pytest.approx(recorded[k], abs=1e-4), k
+    assert main(["validate", str(tmp_path / "missing.safetensors")]) == 2  # refused in one line
+    with pytest.raises(SystemExit):
+        main(["validate", str(out), "--windows", "0"])

@@ -1,4 +1,5 @@
-"""The command line: `minihash demo / train / index / query / eval / eval-nomatch / bench-search / bench-train`.
+"""The command line: `minihash demo / train / index / query / eval / eval-nomatch / bench-search / bench-train /
+checkpoint / validate`.
 
 Every command is parsed (`args`) and dispatched here, each a thin call into its module (`commands`). The
 contract of `index` and `query` (arguments and JSON output) is fixed: tests, benchmarks
@@ -22,7 +23,7 @@ from ..errors import MinihashError
 from ..recipe import train_from_args
 from . import args as a
 from .commands import (bench_command, bench_config, bench_train_command, checkpoint_command, demo_command, eval_command, eval_config,
-                       eval_nomatch_command, index_command, query_command, shown)
+                       eval_nomatch_command, index_command, query_command, shown, validate_command)
 
 __all__ = ["COMMANDS", "bench_config", "build_parser", "eval_config", "main"]
 
@@ -31,7 +32,7 @@ COMMANDS = {"demo": (a.add_demo, demo_command), "train": (a.add_train, train_fro
             "eval": (a.add_eval, eval_command),
             "eval-nomatch": (a.add_eval_nomatch, eval_nomatch_command), "bench-search": (a.add_bench, bench_command),
             "bench-train": (a.add_bench_train, bench_train_command),
-            "checkpoint": (a.add_checkpoint, checkpoint_command)}
+            "checkpoint": (a.add_checkpoint, checkpoint_command), "validate": (a.add_validate, validate_command)}
 
 
 def build_parser() -> argparse.ArgumentParser:

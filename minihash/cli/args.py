@@ -211,6 +211,24 @@ def add_bench_train(sub):
     p.add_argument("--threads", type=int, default=None)
 
 
+def add_validate(sub):
+    p = sub.add_parser("validate", help="the in-training validation of minihash train, for finished models: top-1 "
+                                        "of held-out windows as training distorts them and at 0 dB (seconds, "
+                                        "not the minutes of minihash eval)")
+    p.add_argument("models", nargs="+", help="model files (.safetensors); 'shipped' for the shipped model")
+    p.add_argument("--val-music", nargs="*", default=[],
+                   help="folders of held-out music (default: 20 procedural tracks training never sees)")
+    p.add_argument("--noise", nargs="*", default=[], help="folders of noise recordings, as given to minihash train "
+                                                          "(their evaluation split is used)")
+    p.add_argument("--speech", nargs="*", default=[], help="folders of speech, for babble, as given to minihash train")
+    p.add_argument("--snr", type=float, nargs=2, default=[-5.0, 20.0], metavar=("LOW", "HIGH"),
+                   help="SNR range of val_top1's windows (default: the shipped recipe's)")
+    p.add_argument("--band", type=float, default=0.2, metavar="P",
+                   help="share of val_top1's windows band-limited (default: the shipped recipe's)")
+    p.add_argument("--windows", type=_positive_int, default=2000, help="held-out windows (minihash train: 2000)")
+    p.add_argument("--threads", type=int, default=None)
+
+
 def add_checkpoint(sub):
     p = sub.add_parser("checkpoint", help="the record of a training checkpoint: the runs that made it, step time, "
                                           "machine, validations")

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from ..audio import AudioFolder, decoded_path, load
 from ..bench.report import markdown_table
@@ -18,7 +19,7 @@ from ..bench.run import BenchConfig, run_benchmark
 from ..bench.train_step import markdown as train_step_markdown
 from ..bench.train_step import train_step_benchmark
 from ..corpus import synth_tracks
-from ..distort import CONDITIONS
+from ..distort import CONDITIONS, DistortConfig
 from ..errors import AudioError, FormatError, NothingToIndex
 from ..evaluate.calibrate import calibrate_index, calibration_summary
 from ..evaluate.nomatch import eval_nomatch
@@ -31,6 +32,7 @@ from ..pairs import training_noise
 from ..search import load_index
 from ..search.pipeline import check_fits, index_audio, query_audio
 from ..search.store import check_model, check_target
+from ..recipe import make_validation
 from ..train import checkpoint_record, record_markdown
 
 try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then limits too
@@ -252,6 +254,30 @@ def bench_train_command(args) -> int:
     print(train_step_markdown(rows, torch.get_num_threads()))
     if not any("bf16" in r["variant"] for r in rows):
         print("bfloat16 rows left out: this CPU has no native bfloat16 (AVX512-BF16 or AMX); --bf16 measures them")
+    return 0
+
+
+def validate_command(args) -> int:
+    """`minihash validate`: see `minihash validate --help`."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not 0.0 <= args.band <= 1.0:
+        raise SystemExit(f"minihash validate: --band is a share of windows, between 0 and 1, got {args.band}")
+    models = [(m, load_model(None if m == "shipped" else m)) for m in args.models]  # all checked before the work
+    val = [t for d in args.val_music for t in AudioFolder(d, mmap=True).tracks]
+    validate = make_validation(val or synth_tracks(20, 30.0, seed=10_000), args.noise, args.speech,
+                               DistortConfig(snr_db=tuple(args.snr), p_band=args.band), n=args.windows)
+    print(f"{args.windows} windows of {', '.join(args.val_music) or 'procedural tracks'}; val_top1: distorted "
+          f"as training does (SNR {args.snr[0]:g} to {args.snr[1]:g} dB, {args.band:g} band-limited); the others "
+          f"at 0 dB; noise: the evaluation split of {', '.join(args.noise + args.speech) or 'the procedural bank'}\n")
+    rows = []
+    for name, model in tqdm(models, desc="validating", unit="model", disable=len(models) < 2):
+        with torch.no_grad():
+            rows.append((name, validate(model.eval())))
+    keys = list(rows[0][1])
+    print("| model | " + " | ".join(keys) + " |\n| --- |" + " --- |" * len(keys))
+    for name, r in rows:
+        print(f"| {name} | " + " | ".join(f"{r[k]:.4f}" for k in keys) + " |")
     return 0
 
 
