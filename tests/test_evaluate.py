@@ -39,6 +39,30 @@ def test_repeat_starts_finds_a_planted_repeat():
     np.testing.assert_array_equal(ev.repeat_starts(x, 3000, 800, 0.9), [3000])
 
 
+def test_track_ncc_matches_the_naive_loop_for_every_excerpt_and_draw_queries_uses_it():
+    from minihash.corpus.repeats import TrackNCC
+
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.standard_normal(600)) + 3.0
+    x[400:440] = 2.0 * x[100:140] - 1.0  # a louder, shifted copy
+    track = TrackNCC(x, 40)
+    for a in (0, 100, 333, 560):
+        q = x[a:a + 40]
+        naive = np.array([np.corrcoef(q, x[k:k + 40])[0, 1] for k in range(len(x) - 39)])
+        np.testing.assert_allclose(track.ncc(q), naive, atol=1e-9)
+    np.testing.assert_array_equal(track.repeat_starts(100, 0.999), [100, 400])
+    with pytest.raises(ValueError, match="40 samples"):
+        track.ncc(x[:41])
+    tracks = [rng.standard_normal(n) for n in (4000, 9000, 6000)]
+    tracks[1][4500:] = tracks[1][:4500]  # the second half repeats the first
+    qs = ev.draw_queries(tracks, 0.1, 30, np.random.default_rng(5), 4, 3, ncc_threshold=0.9)
+    plain = ev.draw_queries(tracks, 0.1, 30, np.random.default_rng(5), 4, 3)  # the same excerpts, no repeats
+    assert [(q.track, q.start, q.noise, q.room) for q in qs] == [(q.track, q.start, q.noise, q.room) for q in plain]
+    for q in qs:  # each excerpt's repeats, as repeat_starts finds them one by one
+        np.testing.assert_array_equal(q.repeats, ev.repeat_starts(tracks[q.track], q.start, q.n, 0.9))
+    assert any(len(q.repeats) > 1 for q in qs)
+
+
 def test_likeness_elsewhere_matches_a_naive_corrcoef_loop():
     from minihash.corpus.repeats import likeness_elsewhere
 

@@ -9,7 +9,8 @@ of a corpus, and two of an excerpt:
 - `self_repeat_share`: windows whose waveform recurs elsewhere in their OWN track, by
   the cosine of the raw samples (normalised cross-correlation without mean removal).
 - `ncc` / `repeat_starts`: the Pearson correlation of one excerpt with every window of
-  its track, and the starts where it recurs: the evaluation protocol forgives those.
+  its track, and the starts where it recurs: the evaluation protocol forgives those
+  (`TrackNCC` for many excerpts of one track).
 - `likeness_elsewhere`: how much the excerpt SOUNDS like the most alike other place of its
   track (log-mel, not waveform): a loop under another melody is no repeat, yet a near copy
   that an embedding trained to ignore noise may take for the excerpt.
@@ -46,18 +47,42 @@ def ncc(q, x) -> np.ndarray:
 
     Notebook: 09_benchmark.ipynb
     """
-    q, x = np.asarray(q, np.float64), np.asarray(x, np.float64)
-    n = len(q)
-    qc = q - q.mean()
-    if qc @ qc <= n * 1e-12:
-        return np.zeros(len(x) - n + 1)
-    x = x - x.mean()  # smaller cumulative sums, the same correlations
-    num = oaconvolve(x, qc[::-1], mode="valid")  # (T - n + 1,); overlap-add: O(T log n) for a long track
-    c1, c2 = (np.concatenate([[0.0], np.cumsum(v)]) for v in (x, x * x))
-    s1, s2 = c1[n:] - c1[:-n], c2[n:] - c2[:-n]  # window sums of x and x^2
-    var = np.maximum(s2 - s1 * s1 / n, 0.0)  # n times each window's variance
-    ok = var > n * 1e-12
-    return np.where(ok, num / np.sqrt(np.where(ok, var, 1.0) * (qc @ qc)), 0.0).clip(-1.0, 1.0)
+    return TrackNCC(x, len(q)).ncc(q)
+
+
+class TrackNCC:
+    """`ncc` of many excerpts of length n against one track: the track's half of the work (centring,
+    every window's standard deviation) is done once, here, and each excerpt costs one FFT correlation
+    (how `draw_queries` finds the repeats of hundreds of excerpts, track by track).
+
+    Args:
+        x: (T,) signal.
+        n: excerpt length, <= T.
+    """
+
+    def __init__(self, x, n: int):
+        x = np.asarray(x, np.float64)
+        self.n, self.x = n, x - x.mean()  # smaller cumulative sums, the same correlations
+        c1, c2 = (np.concatenate([[0.0], np.cumsum(v)]) for v in (self.x, self.x * self.x))
+        s1, s2 = c1[n:] - c1[:-n], c2[n:] - c2[:-n]  # window sums of x and x^2
+        var = np.maximum(s2 - s1 * s1 / n, 0.0)  # n times each window's variance
+        self.ok = var > n * 1e-12
+        self.norm = np.sqrt(np.where(self.ok, var, 1.0))  # (T - n + 1,)
+
+    def ncc(self, q) -> np.ndarray:
+        """(T - n + 1,) Pearson r of the (n,) excerpt `q` with every window of the track, as `ncc`."""
+        q = np.asarray(q, np.float64)
+        if len(q) != self.n:
+            raise ValueError(f"this correlator takes excerpts of {self.n} samples, got {len(q)}")
+        qc = q - q.mean()
+        if qc @ qc <= self.n * 1e-12:
+            return np.zeros(len(self.norm))
+        num = oaconvolve(self.x, qc[::-1], mode="valid")  # (T - n + 1,); overlap-add: O(T log n) for a long track
+        return np.where(self.ok, num / (self.norm * np.sqrt(qc @ qc)), 0.0).clip(-1.0, 1.0)
+
+    def repeat_starts(self, start: int, threshold: float = 0.9) -> np.ndarray:
+        """As `repeat_starts(x, start, n, threshold)`, for this track and length."""
+        return np.flatnonzero(self.ncc(self.x[start:start + self.n]) >= threshold)
 
 
 def repeat_starts(x, start: int, n: int, threshold: float = 0.9) -> np.ndarray:

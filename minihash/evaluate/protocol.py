@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..audio import SR
-from ..corpus.repeats import LIKENESS_MEL, likeness_elsewhere, repeat_starts, track_log_mel
+from ..corpus.repeats import LIKENESS_MEL, TrackNCC, likeness_elsewhere, track_log_mel
 from ..distort import CONDITIONS, add_noise, fit_length, reverb, synth_rir
 from ..search.base import Match
 
@@ -128,20 +128,21 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
     if not n_starts.any():
         raise ValueError(f"no track is {length_s:g} s long")
     out = []
-    bar = tqdm(total=n, desc=f"repeats of {length_s:g} s excerpts", unit="excerpt",
-               disable=not progress or ncc_threshold is None)
     for _ in range(n):
         for _ in range(100):
             k = int(rng.choice(len(tracks), p=n_starts / n_starts.sum()))
             s = int(rng.integers(n_starts[k]))
             if np.sqrt(np.mean(np.square(tracks[k][s:s + L], dtype=np.float64))) >= min_rms:
                 break
-        q = Query(k, s, L, int(rng.integers(n_noise)), float(rng.random()), int(rng.integers(n_rooms)))
-        if ncc_threshold is not None:
-            q.repeats = repeat_starts(tracks[k], s, L, ncc_threshold)
-        out.append(q)
-        bar.update(1)
-    bar.close()
+        out.append(Query(k, s, L, int(rng.integers(n_noise)), float(rng.random()), int(rng.integers(n_rooms))))
+    if ncc_threshold is not None:  # track by track: each track's window statistics once, not once per excerpt
+        with tqdm(total=n, desc=f"repeats of {length_s:g} s excerpts", unit="excerpt", disable=not progress) as bar:
+            for k in sorted({q.track for q in out}):
+                track = TrackNCC(tracks[k], L)
+                for q in out:
+                    if q.track == k:
+                        q.repeats = track.repeat_starts(q.start, ncc_threshold)
+                        bar.update(1)
     return out
 
 
