@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
@@ -21,12 +22,13 @@ from .audio import SR, AudioFolder
 from .contrastive import nt_xent, top1_accuracy
 from .corpus import synth_tracks
 from .distort import DistortConfig, Distorter
+from .errors import FormatError
 from .encoder import ModelConfig, count_parameters
 from .modelfile import build_model, save_model
 from .ot import bucket_stats, ot_hash_loss, sign_codes, sign_hash_loss
 from .pairs import load_rirs, make_loader, random_windows, training_noise
 from .spectrogram import MaskConfig, spec_augment
-from .train import TrainConfig, Trainer, step_cpu_s
+from .train import TrainConfig, Trainer, checkpoint_record, checkpoint_weights, step_cpu_s
 
 # ----------------------------------------------------------------------------
 # the objective: contrastive embeddings + balanced (or plain) hash codes
@@ -193,6 +195,29 @@ def model_config(args) -> tuple[ModelConfig, dict]:
     return cfg, front
 
 
+def export_checkpoint(ckpt, out) -> Path:
+    """Write the weights of a training checkpoint as a model file (`load_model` reads it), to evaluate a
+    long run before it ends; the model JSON records the checkpoint, its step and its last validation.
+
+    Raises:
+        FormatError: not a checkpoint, or one that does not record its model's configuration (written
+            before checkpoints kept it), or weights that do not fit that configuration.
+    """
+    weights, config = checkpoint_weights(ckpt)
+    if not config:
+        raise FormatError(ckpt, "this checkpoint does not record its model's configuration (written before "
+                                "checkpoints kept it): resume its training once, and export the next checkpoint")
+    try:
+        model = build_model(ModelConfig.from_dict(config))
+        model.load_state_dict(weights)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise FormatError(ckpt, f"its weights do not fit its recorded configuration ({str(e).splitlines()[0][:200]})")
+    rec = checkpoint_record(ckpt)
+    return save_model(model.eval(), out, extra={"exported_from": {
+        "checkpoint": str(Path(ckpt).resolve()), "step": rec["step"],
+        "validation": rec["val_history"][-1] if rec["val_history"] else None, "segments": rec["segments"]}})
+
+
 def train_from_args(args) -> int:
     """`minihash train`: data, distortions, model and `Trainer`, from the parsed arguments (`minihash train --help`).
 
@@ -237,7 +262,7 @@ def train_from_args(args) -> int:
     validate = make_validation(val_tracks, args.noise, args.speech, dcfg)
     tcfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, threads=args.threads, seed=args.seed,
                        ckpt=args.ckpt or str(args.out) + ".ckpt", precision=args.precision,
-                       budget_s=args.budget_min * 60 if args.budget_min else None)
+                       budget_s=args.budget_min * 60 if args.budget_min else None, model_config=cfg.to_dict())
     lcfg = LossConfig(tau=args.tau, hash=args.hash, masks=MaskConfig(p=args.masks) if args.masks > 0 else None)
     t0 = time.time()
     trainer = Trainer(model, lambda m, b: fingerprint_loss(m, b, lcfg), batches, tcfg,

@@ -46,6 +46,7 @@ class TrainConfig:
     budget_s: float | None = None  # stop when the steps' CPU time reaches this (every run's steps counted)
     seed: int = 0
     progress: bool = True
+    model_config: dict | None = None  # kept in each checkpoint, so its weights can be exported (the trainer never reads it)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -277,6 +278,15 @@ def checkpoint_record(path) -> dict:
     state = _load_state(path, "cpu")
     return {"step": int(state["step"]), "segments": list(state.get("segments", [])),
             "val_history": list(state.get("val_history", []))}
+
+
+def checkpoint_weights(path) -> tuple[dict, dict | None]:
+    """A checkpoint's model weights (a state dict) and the model configuration its run recorded
+    (`TrainConfig.model_config`; None in checkpoints written before it was kept). Read as
+    `checkpoint_record` reads, so anything but tensors and plain values is refused."""
+    state = _load_state(path, "cpu")
+    cfg = state.get("cfg")
+    return state["model"], cfg.get("model_config") if isinstance(cfg, dict) else None
 
 
 def _bf16_note(segment: dict) -> str:

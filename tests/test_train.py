@@ -433,3 +433,27 @@ def test_validate_command_repeats_the_in_training_validation(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "missing.safetensors")]) == 2  # refused in one line
     with pytest.raises(SystemExit):
         main(["validate", str(out), "--windows", "0"])
+
+
+def test_a_checkpoint_exports_the_weights_of_its_step(tmp_path, capsys):
+    out, exported = tmp_path / "m.safetensors", tmp_path / "at-3.safetensors"
+    args = ["train", "--preset", "tiny", "--stem", "conv", "--synth", "6", "--synth-seconds", "6", "--batch", "16",
+            "--warmup", "2", "--threads", "1", "--steps", "3", "-o", str(out)]
+    assert main(args) == 0
+    assert main(["checkpoint", str(out) + ".ckpt", "--export", str(exported)]) == 0
+    assert "the weights at the checkpoint's step" in capsys.readouterr().out
+    a, b = load_model(out), load_model(exported)  # the run's own model file, and the checkpoint's weights
+    assert a.cfg == b.cfg
+    x = torch.randn(4, a.cfg.n_samples, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(a(x)[0], b(x)[0], rtol=0, atol=0)
+    rec = json.loads(exported.with_suffix(".json").read_text())["extra"]["exported_from"]
+    assert rec["step"] == 3 and rec["validation"]["step"] == 3 and len(rec["segments"]) == 1
+    # a checkpoint written before the configuration was kept: refused in one line, nothing written
+    state = torch.load(str(out) + ".ckpt", weights_only=True)
+    del state["cfg"]["model_config"]
+    old = tmp_path / "old.ckpt"
+    torch.save(state, old)
+    assert main(["checkpoint", str(old), "--export", str(tmp_path / "no.safetensors")]) == 2
+    assert "does not record its model's configuration" in capsys.readouterr().err
+    assert not (tmp_path / "no.safetensors").exists()

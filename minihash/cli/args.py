@@ -234,3 +234,6 @@ def add_checkpoint(sub):
                                           "machine, validations")
     p.add_argument("ckpt", help="a checkpoint written by minihash train (--ckpt, default OUT.ckpt)")
     p.add_argument("--every", type=_positive_int, default=1000, help="show the validations every N steps (and the last)")
+    p.add_argument("--export", metavar="OUT", default=None,
+                   help="also write the checkpoint's weights as a model file (OUT.safetensors and its .json), to "
+                        "evaluate a run before it ends")

@@ -32,7 +32,7 @@ from ..pairs import training_noise
 from ..search import load_index
 from ..search.pipeline import check_fits, index_audio, query_audio
 from ..search.store import check_model, check_target
-from ..recipe import make_validation
+from ..recipe import export_checkpoint, make_validation
 from ..train import checkpoint_record, record_markdown
 
 try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then limits too
@@ -284,4 +284,7 @@ def validate_command(args) -> int:
 def checkpoint_command(args) -> int:
     """`minihash checkpoint`: see `minihash checkpoint --help`."""
     print(record_markdown(checkpoint_record(args.ckpt), every=args.every))
+    if args.export:
+        out = export_checkpoint(args.ckpt, args.export)
+        print(f"\nwrote {out} and {out.with_suffix('.json').name}: the weights at the checkpoint's step")
     return 0
