@@ -28,7 +28,7 @@ from .modelfile import build_model, save_model
 from .ot import bucket_stats, ot_hash_loss, sign_codes, sign_hash_loss
 from .pairs import load_rirs, make_loader, random_windows, training_noise
 from .spectrogram import MaskConfig, spec_augment
-from .train import TrainConfig, Trainer, checkpoint_record, checkpoint_weights, step_cpu_s
+from .train import TrainConfig, Trainer, checkpoint_weights, step_cpu_s
 
 # ----------------------------------------------------------------------------
 # the objective: contrastive embeddings + balanced (or plain) hash codes
@@ -146,9 +146,19 @@ def validation_set(tracks, distorter, n: int = 2000, seed: int = 1234, sr: int =
     Returns:
         (clean (n, W), distorted (n, W)) tensors.
     """
-    g = torch.Generator().manual_seed(seed)
     clean = random_windows(tracks, n, win_s=win_s, sr=sr, seed=seed)  # (n, W)
-    return clean, torch.cat([distorter(clean[i:i + 256], generator=g) for i in range(0, n, 256)])
+    return clean, distorted_replicas(clean, distorter, seed)
+
+
+def distorted_replicas(clean: torch.Tensor, distorter, seed: int = 1234) -> torch.Tensor:
+    """(n, W) fixed distorted replicas of `clean`, the distorter drawing from a generator seeded `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([distorter(clean[i:i + 256], generator=g) for i in range(0, len(clean), 256)])
+
+
+def held_out_tracks(seconds: float = 30.0) -> list:
+    """20 procedural tracks no training draws (seed 10,000): the validation music when none is given."""
+    return synth_tracks(20, seconds, seed=10_000)
 
 
 def make_validation(val_tracks, noise_dirs=(), speech_dirs=(), dcfg: DistortConfig | None = None, n: int = 2000):
@@ -167,7 +177,7 @@ def make_validation(val_tracks, noise_dirs=(), speech_dirs=(), dcfg: DistortConf
     """
     noise = training_noise(noise_dirs, speech_dirs, split="eval")
     clean, noisy = validation_set(val_tracks, Distorter(dcfg or DistortConfig(), noise, None, seed=1), n=n)
-    hard = {name: validation_set(val_tracks, Distorter(DistortConfig.only(cond, 0.0), noise, None, seed=1), n=n)[1]
+    hard = {name: distorted_replicas(clean, Distorter(DistortConfig.only(cond, 0.0), noise, None, seed=1))
             for name, cond in HARD_VALIDATION.items()}  # the same clean windows, other replicas
     return make_validator(clean, noisy, **hard)
 
@@ -203,7 +213,7 @@ def export_checkpoint(ckpt, out) -> Path:
         FormatError: not a checkpoint, or one that does not record its model's configuration (written
             before checkpoints kept it), or weights that do not fit that configuration.
     """
-    weights, config = checkpoint_weights(ckpt)
+    weights, config, rec = checkpoint_weights(ckpt)
     if not config:
         raise FormatError(ckpt, "this checkpoint does not record its model's configuration (written before "
                                 "checkpoints kept it): resume its training once, and export the next checkpoint")
@@ -212,7 +222,6 @@ def export_checkpoint(ckpt, out) -> Path:
         model.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError) as e:
         raise FormatError(ckpt, f"its weights do not fit its recorded configuration ({str(e).splitlines()[0][:200]})")
-    rec = checkpoint_record(ckpt)
     return save_model(model.eval(), out, extra={"exported_from": {
         "checkpoint": str(Path(ckpt).resolve()), "step": rec["step"],
         "validation": rec["val_history"][-1] if rec["val_history"] else None, "segments": rec["segments"]}})
@@ -233,7 +242,7 @@ def train_from_args(args) -> int:
         tracks += AudioFolder(d, mmap=True).tracks
     val_tracks = [t for d in args.val_music for t in AudioFolder(d, mmap=True).tracks]
     if not val_tracks:  # hold out procedural tracks the training set does not contain
-        val_tracks = synth_tracks(20, args.synth_seconds, seed=10_000)
+        val_tracks = held_out_tracks(args.synth_seconds)
     if not tracks:
         raise SystemExit("minihash train: no training audio: use --synth N and/or --music DIR")
     noise = training_noise(args.noise, args.speech, split="train")

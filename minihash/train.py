@@ -275,18 +275,21 @@ def checkpoint_record(path) -> dict:
 
     Read with `weights_only=True` (tensors and plain values only, never arbitrary objects);
     anything else is refused with a `FormatError` naming the file."""
-    state = _load_state(path, "cpu")
+    return _record(_load_state(path, "cpu"))
+
+
+def _record(state: dict) -> dict:
     return {"step": int(state["step"]), "segments": list(state.get("segments", [])),
             "val_history": list(state.get("val_history", []))}
 
 
-def checkpoint_weights(path) -> tuple[dict, dict | None]:
-    """A checkpoint's model weights (a state dict) and the model configuration its run recorded
-    (`TrainConfig.model_config`; None in checkpoints written before it was kept). Read as
-    `checkpoint_record` reads, so anything but tensors and plain values is refused."""
+def checkpoint_weights(path) -> tuple[dict, dict | None, dict]:
+    """A checkpoint's model weights (a state dict), the model configuration its run recorded
+    (`TrainConfig.model_config`; None in checkpoints written before it was kept) and its record (as
+    `checkpoint_record`), from one read; anything but tensors and plain values is refused."""
     state = _load_state(path, "cpu")
     cfg = state.get("cfg")
-    return state["model"], cfg.get("model_config") if isinstance(cfg, dict) else None
+    return state["model"], cfg.get("model_config") if isinstance(cfg, dict) else None, _record(state)
 
 
 def _bf16_note(segment: dict) -> str:

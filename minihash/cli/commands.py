@@ -29,10 +29,10 @@ from ..evaluate.run import load_folders, run_eval
 from ..files import shown
 from ..modelfile import SHIPPED, load_model
 from ..pairs import training_noise
+from ..recipe import export_checkpoint, held_out_tracks, make_validation
 from ..search import load_index
 from ..search.pipeline import check_fits, index_audio, query_audio
 from ..search.store import check_model, check_target
-from ..recipe import export_checkpoint, make_validation
 from ..train import checkpoint_record, record_markdown
 
 try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then limits too
@@ -265,7 +265,7 @@ def validate_command(args) -> int:
         raise SystemExit(f"minihash validate: --band is a share of windows, between 0 and 1, got {args.band}")
     models = [(m, load_model(None if m == "shipped" else m)) for m in args.models]  # all checked before the work
     val = [t for d in args.val_music for t in AudioFolder(d, mmap=True).tracks]
-    validate = make_validation(val or synth_tracks(20, 30.0, seed=10_000), args.noise, args.speech,
+    validate = make_validation(val or held_out_tracks(), args.noise, args.speech,
                                DistortConfig(snr_db=tuple(args.snr), p_band=args.band), n=args.windows)
     print(f"{args.windows} windows of {', '.join(args.val_music) or 'procedural tracks'}; val_top1: distorted "
           f"as training does (SNR {args.snr[0]:g} to {args.snr[1]:g} dB, {args.band:g} band-limited); the others "

@@ -137,25 +137,31 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
         out.append(Query(k, s, L, int(rng.integers(n_noise)), float(rng.random()), int(rng.integers(n_rooms))))
     if ncc_threshold is not None:  # track by track: each track's window statistics once, not once per excerpt
         with tqdm(total=n, desc=f"repeats of {length_s:g} s excerpts", unit="excerpt", disable=not progress) as bar:
-            for k in sorted({q.track for q in out}):
+            for k, group in by_track(out).items():
                 track = TrackNCC(tracks[k], L)
-                for q in out:
-                    if q.track == k:
-                        q.repeats = track.repeat_starts(q.start, ncc_threshold)
-                        bar.update(1)
+                for q in group:
+                    q.repeats = track.repeat_starts(q.start, ncc_threshold)
+                    bar.update(1)
     return out
+
+
+def by_track(qs: list[Query]) -> dict[int, list[Query]]:
+    """The queries of each track, tracks in order, queries in theirs: work done once per track."""
+    groups: dict[int, list[Query]] = {}
+    for q in sorted(qs, key=lambda q: q.track):
+        groups.setdefault(q.track, []).append(q)
+    return groups
 
 
 def add_likeness(tracks, qs: list[Query], sr: int = SR) -> None:
     """Set each excerpt's `likeness`: how alike the most alike other place of its track sounds
     (`likeness_elsewhere`, at least max(length, 2 s) away), one track's log-mel at a time."""
     hop = LIKENESS_MEL.hop * sr / LIKENESS_MEL.sr  # samples per log-mel frame
-    for k in sorted({q.track for q in qs}):
+    for k, group in by_track(qs).items():
         S = track_log_mel(tracks[k], sr)
-        for q in qs:
-            if q.track == k:
-                n, gap = int(round(q.n / hop)), int(round(max(q.n / sr, 2.0) * sr / hop))
-                q.likeness = likeness_elsewhere(S, min(int(round(q.start / hop)), S.shape[1] - n), n, gap)
+        for q in group:
+            n, gap = int(round(q.n / hop)), int(round(max(q.n / sr, 2.0) * sr / hop))
+            q.likeness = likeness_elsewhere(S, min(int(round(q.start / hop)), S.shape[1] - n), n, gap)
 
 
 def render(tracks, q: Query, cell, noise, rooms, context_s: float = 1.0, sr: int = SR) -> np.ndarray:
