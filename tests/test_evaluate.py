@@ -63,6 +63,20 @@ def test_track_ncc_matches_the_naive_loop_for_every_excerpt_and_draw_queries_use
     assert any(len(q.repeats) > 1 for q in qs)
 
 
+@pytest.mark.parametrize("T, n", [(37, 37), (50, 37), (330, 40), (1000, 40), (5000, 17), (4321, 500)])
+def test_track_ncc_overlap_save_blocks_match_the_naive_loop(T, n):
+    from minihash.corpus.repeats import TrackNCC
+
+    x = np.cumsum(np.random.default_rng(T).standard_normal(T)) + 2.0
+    track = TrackNCC(x, n)  # one block when the track is short, many (the last one padded) when it is long
+    for a in (0, T - n, (T - n) // 3):
+        q = x[a:a + n]
+        naive = np.array([np.corrcoef(q, x[k:k + n])[0, 1] for k in range(T - n + 1)])
+        np.testing.assert_allclose(track.ncc(q), naive, atol=1e-9)
+    with pytest.raises(ValueError, match="do not fit"):
+        TrackNCC(x, T + 1)
+
+
 def test_likeness_elsewhere_matches_a_naive_corrcoef_loop():
     from minihash.corpus.repeats import likeness_elsewhere
 

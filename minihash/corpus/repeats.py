@@ -51,9 +51,11 @@ def ncc(q, x) -> np.ndarray:
 
 
 class TrackNCC:
-    """`ncc` of many excerpts of length n against one track: the track's half of the work (centring,
-    every window's standard deviation) is done once, here, and each excerpt costs one FFT correlation
-    (how `draw_queries` finds the repeats of hundreds of excerpts, track by track).
+    """`ncc` of many excerpts of length n against one track: the track's half of the work is done once,
+    here (centring, every window's standard deviation, and the spectra of the track's overlapping blocks),
+    and each excerpt costs one FFT of its own and one inverse FFT per block: overlap-save, where a
+    fresh FFT convolution would transform the whole track again for every excerpt (how `draw_queries`
+    finds the repeats of hundreds of excerpts, track by track).
 
     Args:
         x: (T,) signal.
@@ -62,12 +64,23 @@ class TrackNCC:
 
     def __init__(self, x, n: int):
         x = np.asarray(x, np.float64)
+        if not 0 < n <= len(x):
+            raise ValueError(f"excerpts of {n} samples do not fit a track of {len(x)}")
         self.n, self.x = n, x - x.mean()  # smaller cumulative sums, the same correlations
         c1, c2 = (np.concatenate([[0.0], np.cumsum(v)]) for v in (self.x, self.x * self.x))
         s1, s2 = c1[n:] - c1[:-n], c2[n:] - c2[:-n]  # window sums of x and x^2
         var = np.maximum(s2 - s1 * s1 / n, 0.0)  # n times each window's variance
         self.ok = var > n * 1e-12
         self.norm = np.sqrt(np.where(self.ok, var, 1.0))  # (T - n + 1,)
+        # overlap-save: block b holds x[b S : b S + L] and gives the S correlations starting there
+        M = len(x) - n + 1
+        self.L = min(scipy.fft.next_fast_len(8 * n, real=True), scipy.fft.next_fast_len(len(x), real=True))
+        self.S = self.L - n + 1  # valid outputs per block
+        B = -(-M // self.S)
+        xp = np.zeros((B - 1) * self.S + self.L)
+        xp[:len(x)] = self.x
+        blocks = np.lib.stride_tricks.sliding_window_view(xp, self.L)[::self.S]  # (B, L), views
+        self.X = scipy.fft.rfft(blocks, axis=1)  # (B, L // 2 + 1)
 
     def ncc(self, q) -> np.ndarray:
         """(T - n + 1,) Pearson r of the (n,) excerpt `q` with every window of the track, as `ncc`."""
@@ -77,7 +90,9 @@ class TrackNCC:
         qc = q - q.mean()
         if qc @ qc <= self.n * 1e-12:
             return np.zeros(len(self.norm))
-        num = oaconvolve(self.x, qc[::-1], mode="valid")  # (T - n + 1,); overlap-add: O(T log n) for a long track
+        Q = scipy.fft.rfft(qc[::-1], self.L)  # correlation = convolution with the reversed excerpt
+        y = scipy.fft.irfft(self.X * Q, self.L, axis=1)[:, self.n - 1:]  # (B, S): the circular part dropped
+        num = y.reshape(-1)[:len(self.norm)]  # (T - n + 1,) sum_t qc[t] x[k + t]
         return np.where(self.ok, num / (self.norm * np.sqrt(qc @ qc)), 0.0).clip(-1.0, 1.0)
 
     def repeat_starts(self, start: int, threshold: float = 0.9) -> np.ndarray:

@@ -118,7 +118,7 @@ def draw_queries(tracks, length_s: float, n: int, rng, n_noise: int, n_rooms: in
         rng: np.random.Generator.
         n_noise, n_rooms: how many noises and rooms to pick from.
         ncc_threshold: find each excerpt's repeats in its track (None: don't).
-        progress: a bar while the repeats are found (about a second per excerpt of a long track).
+        progress: a bar while the repeats are found (0.1-0.3 s per excerpt of a 10-minute track).
 
     Returns:
         list of Query.
