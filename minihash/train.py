@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from matplotlib.figure import Figure  # no pyplot: works headless, leaves no global state
 from tqdm.auto import tqdm
 
 from .errors import FormatError, TrainingError
@@ -319,6 +320,49 @@ def _load_state(path, device) -> dict:
     if not isinstance(state, dict) or not {"model", "step"} <= state.keys():
         raise FormatError(path, "not a training checkpoint written by minihash train (no model or step)")
     return state
+
+
+VAL_CURVES = {"val_top1": "val top-1, held-out noise", "val_noise_0db": "val top-1, noise 0 dB",
+              "val_noise_reverb_0db": "val top-1, noise + room 0 dB"}  # what `plot_records` draws, where recorded
+
+
+def step_cpu_at(rec: dict, step: int) -> float:
+    """Seconds of step time (CPU per thread, every segment of the record counted) spent up to `step`,
+    linear within a segment; nan past the last segment. What runs of different step costs are compared on."""
+    done = 0.0
+    for s in sorted(rec["segments"], key=lambda s: s["start_step"]):
+        n = s["end_step"] - s["start_step"]
+        if step <= s["end_step"]:
+            return done + (s["step_cpu_s"] * max(step - s["start_step"], 0) / n if n else 0.0)
+        done += s["step_cpu_s"]
+    return math.nan
+
+
+def plot_records(records: dict[str, dict], figsize=None) -> Figure:
+    """The in-training validations of several runs (`checkpoint_record`s, by label), against steps and against
+    hours of step time: a row per recorded measure (`VAL_CURVES`), the same colour for one run throughout.
+    Runs whose steps cost differently (a CNN and a transformer) are compared at an equal budget on the right."""
+    keys = [k for k in VAL_CURVES if any(isinstance(v.get(k), float) and not math.isnan(v[k])
+                                         for r in records.values() for v in r["val_history"])]
+    if not keys:
+        raise ValueError("none of these checkpoints has recorded a validation")
+    fig = Figure(figsize=figsize or (10, 2.8 * len(keys)), layout="constrained")
+    axes = fig.subplots(len(keys), 2, squeeze=False, sharey="row")
+    for (label, rec), colour in zip(records.items(), [f"C{i % 10}" for i in range(len(records))]):
+        for row, k in zip(axes, keys):
+            pts = [(v["step"], v[k]) for v in rec["val_history"] if isinstance(v.get(k), float) and not math.isnan(v[k])]
+            if pts:
+                steps, vals = zip(*pts)
+                row[0].plot(steps, vals, color=colour, label=label)
+                row[1].plot([step_cpu_at(rec, s) / 3600 for s in steps], vals, color=colour, label=label)
+    for row, k in zip(axes, keys):
+        row[0].set_ylabel(VAL_CURVES[k])
+        for ax in row:
+            ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    axes[-1, 1].set_xlabel("hours of step time (CPU per thread)")
+    axes[0, 0].legend(fontsize=8)
+    return fig
 
 
 def record_markdown(rec: dict, every: int = 1000) -> str:

@@ -457,3 +457,39 @@ def test_a_checkpoint_exports_the_weights_of_its_step(tmp_path, capsys):
     assert main(["checkpoint", str(old), "--export", str(tmp_path / "no.safetensors")]) == 2
     assert "does not record its model's configuration" in capsys.readouterr().err
     assert not (tmp_path / "no.safetensors").exists()
+
+
+def test_step_time_at_a_step_follows_the_segments():
+    from minihash.train import step_cpu_at
+
+    rec = {"segments": [{"start_step": 0, "end_step": 100, "step_cpu_s": 50.0},
+                        {"start_step": 100, "end_step": 300, "step_cpu_s": 400.0}]}
+    assert [step_cpu_at(rec, s) for s in (0, 40, 100, 200, 300)] == [0.0, 20.0, 50.0, 250.0, 450.0]
+    assert math.isnan(step_cpu_at(rec, 301))
+
+
+def test_checkpoint_command_plots_several_runs_against_steps_and_step_time(tmp_path, capsys):
+    from minihash.cli import main
+    from minihash.train import checkpoint_record, plot_records, step_cpu_at
+
+    for run, vals in (("a", [0.2, 0.4]), ("b", [0.3, 0.5])):
+        (tmp_path / run).mkdir()
+        it = iter(vals)
+        Trainer(Toy(), toy_loss, toy_batches(), TrainConfig(steps=4, val_every=2, ckpt=str(tmp_path / run / "m.ckpt"),
+                                                            progress=False), validate=lambda m: {"val_top1": next(it)}).run()
+    paths = [str(tmp_path / run / "m.ckpt") for run in "ab"]
+    assert main(["checkpoint", *paths, "--plot", str(tmp_path / "curves.png")]) == 0
+    out = capsys.readouterr().out
+    assert f"## {paths[0]}" in out and f"## {paths[1]}" in out and "| 4 | 0.500 |" in out
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    recs = {p: checkpoint_record(p) for p in paths}
+    fig = plot_records(recs)
+    left, right = fig.axes  # one measure recorded: one row, against steps and against step time
+    for line, p, vals in zip(left.get_lines(), paths, ([0.2, 0.4], [0.3, 0.5])):
+        assert list(line.get_xdata()) == [2, 4] and list(line.get_ydata()) == vals and line.get_label() == p
+    for line, p in zip(right.get_lines(), paths):
+        assert np.allclose(line.get_xdata(), [step_cpu_at(recs[p], s) / 3600 for s in (2, 4)])
+    with pytest.raises(SystemExit, match="one checkpoint"):
+        main(["checkpoint", *paths, "--export", str(tmp_path / "x.safetensors")])
+    with pytest.raises(ValueError, match="recorded a validation"):
+        plot_records({"none": {"segments": [], "val_history": []}})

@@ -232,8 +232,10 @@ def add_validate(sub):
 def add_checkpoint(sub):
     p = sub.add_parser("checkpoint", help="the record of a training checkpoint: the runs that made it, step time, "
                                           "machine, validations")
-    p.add_argument("ckpt", help="a checkpoint written by minihash train (--ckpt, default OUT.ckpt)")
+    p.add_argument("ckpt", nargs="+", help="checkpoints written by minihash train (--ckpt, default OUT.ckpt)")
     p.add_argument("--every", type=_positive_int, default=1000, help="show the validations every N steps (and the last)")
     p.add_argument("--export", metavar="OUT", default=None,
                    help="also write the checkpoint's weights as a model file (OUT.safetensors and its .json), to "
                         "evaluate a run before it ends")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="also draw the checkpoints' validations against steps and against hours of step time")

@@ -33,7 +33,7 @@ from ..recipe import export_checkpoint, held_out_tracks, make_validation
 from ..search import load_index
 from ..search.pipeline import check_fits, index_audio, query_audio
 from ..search.store import check_model, check_target
-from ..train import checkpoint_record, record_markdown
+from ..train import checkpoint_record, plot_records, record_markdown
 
 try:  # optional: numpy's BLAS has its own thread pool, which `--threads` then limits too
     from threadpoolctl import threadpool_limits
@@ -281,10 +281,31 @@ def validate_command(args) -> int:
     return 0
 
 
+def _labels(paths) -> list[str]:
+    """The shortest tails of the paths (file name, then folder/file name, ...) that tell them apart."""
+    parts = [Path(p).resolve().parts for p in paths]
+    for k in range(1, max(map(len, parts)) + 1):
+        labels = ["/".join(q[-k:]) for q in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(p) for p in paths]  # the same file twice
+
+
 def checkpoint_command(args) -> int:
     """`minihash checkpoint`: see `minihash checkpoint --help`."""
-    print(record_markdown(checkpoint_record(args.ckpt), every=args.every))
+    if args.export and len(args.ckpt) > 1:
+        raise SystemExit(f"minihash checkpoint: --export writes the weights of one checkpoint, got {len(args.ckpt)}")
+    records = {}
+    for i, ckpt in enumerate(args.ckpt):
+        records[ckpt] = checkpoint_record(ckpt)
+        print(("\n" if i else "") + (f"## {ckpt}\n\n" if len(args.ckpt) > 1 else "")
+              + record_markdown(records[ckpt], every=args.every))
+    if args.plot:
+        fig = plot_records(dict(zip(_labels(args.ckpt), records.values())))
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=110)
+        print(f"\nwrote {args.plot}: the validations against steps and against hours of step time")
     if args.export:
-        out = export_checkpoint(args.ckpt, args.export)
+        out = export_checkpoint(args.ckpt[0], args.export)
         print(f"\nwrote {out} and {out.with_suffix('.json').name}: the weights at the checkpoint's step")
     return 0
