@@ -342,15 +342,17 @@ def plot_records(records: dict[str, dict], figsize=None) -> Figure:
     """The in-training validations of several runs (`checkpoint_record`s, by label), against steps and against
     hours of step time: a row per recorded measure (`VAL_CURVES`), the same colour for one run throughout.
     Runs whose steps cost differently (a CNN and a transformer) are compared at an equal budget on the right."""
-    keys = [k for k in VAL_CURVES if any(isinstance(v.get(k), float) and not math.isnan(v[k])
-                                         for r in records.values() for v in r["val_history"])]
+    def points(rec, k):  # (step, value) where the run measured k (older checkpoints lack the 0 dB ones, or hold nan)
+        return [(v["step"], v[k]) for v in rec["val_history"] if isinstance(v.get(k), float) and not math.isnan(v[k])]
+
+    keys = [k for k in VAL_CURVES if any(points(r, k) for r in records.values())]
     if not keys:
         raise ValueError("none of these checkpoints has recorded a validation")
     fig = Figure(figsize=figsize or (10, 2.8 * len(keys)), layout="constrained")
     axes = fig.subplots(len(keys), 2, squeeze=False, sharey="row")
     for (label, rec), colour in zip(records.items(), [f"C{i % 10}" for i in range(len(records))]):
         for row, k in zip(axes, keys):
-            pts = [(v["step"], v[k]) for v in rec["val_history"] if isinstance(v.get(k), float) and not math.isnan(v[k])]
+            pts = points(rec, k)
             if pts:
                 steps, vals = zip(*pts)
                 row[0].plot(steps, vals, color=colour, label=label)

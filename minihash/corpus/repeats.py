@@ -75,11 +75,11 @@ class TrackNCC:
         # overlap-save: block b holds x[b S : b S + L] and gives the S correlations starting there
         M = len(x) - n + 1
         self.L = min(scipy.fft.next_fast_len(8 * n, real=True), scipy.fft.next_fast_len(len(x), real=True))
-        self.S = self.L - n + 1  # valid outputs per block
-        B = -(-M // self.S)
-        xp = np.zeros((B - 1) * self.S + self.L)
+        S = self.L - n + 1  # valid outputs per block
+        B = -(-M // S)
+        xp = np.zeros((B - 1) * S + self.L)
         xp[:len(x)] = self.x
-        blocks = np.lib.stride_tricks.sliding_window_view(xp, self.L)[::self.S]  # (B, L), views
+        blocks = np.lib.stride_tricks.sliding_window_view(xp, self.L)[::S]  # (B, L), views
         self.X = scipy.fft.rfft(blocks, axis=1)  # (B, L // 2 + 1)
 
     def ncc(self, q) -> np.ndarray:
