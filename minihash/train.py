@@ -367,6 +367,11 @@ def plot_records(records: dict[str, dict], figsize=None) -> Figure:
     return fig
 
 
+def _cell(x) -> str:
+    """A validation measure in a table: 3 decimals, "-" where the run did not measure it (older records)."""
+    return "-" if x is None or math.isnan(x) else f"{x:.3f}"
+
+
 def record_markdown(rec: dict, every: int = 1000) -> str:
     """The segments of a checkpoint's record as a table (steps, CPU step time, precision, machine), then its
     validations every `every` steps and the last one."""
@@ -384,5 +389,5 @@ def record_markdown(rec: dict, every: int = 1000) -> str:
     if vals:
         keys = [k for k in vals[-1] if k != "step" and isinstance(vals[-1][k], float)]
         lines += ["", "| step | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
-        lines += [f"| {v['step']} | " + " | ".join(f"{v.get(k, math.nan):.3f}" for k in keys) + " |" for v in vals]
+        lines += [f"| {v['step']} | " + " | ".join(_cell(v.get(k)) for k in keys) + " |" for v in vals]
     return "\n".join(lines)

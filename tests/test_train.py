@@ -493,3 +493,15 @@ def test_checkpoint_command_plots_several_runs_against_steps_and_step_time(tmp_p
         main(["checkpoint", *paths, "--export", str(tmp_path / "x.safetensors")])
     with pytest.raises(ValueError, match="recorded a validation"):
         plot_records({"none": {"segments": [], "val_history": []}})
+
+
+def test_record_markdown_marks_unmeasured_validations():
+    """A measure a run added later (NaN or absent in older validations) shows as "-", not "nan"."""
+    from minihash.train import record_markdown
+
+    seg = {"start_step": 0, "end_step": 20, "step_cpu_s": 30.0, "precision": "fp32", "threads": 1, "cpu": "x"}
+    vals = [{"step": 10, "val_top1": 0.5, "val_noise_0db": math.nan},
+            {"step": 15, "val_top1": 0.55},
+            {"step": 20, "val_top1": 0.6, "val_noise_0db": 0.4}]
+    rows = record_markdown({"step": 20, "segments": [seg], "val_history": vals}, every=5).split("\n")
+    assert rows[-3:] == ["| 10 | 0.500 | - |", "| 15 | 0.550 | - |", "| 20 | 0.600 | 0.400 |"]
