@@ -338,12 +338,17 @@ def step_cpu_at(rec: dict, step: int) -> float:
     return math.nan
 
 
+def _measured(x) -> bool:
+    """Whether a validation entry holds a measure: older records lack the later ones, or hold NaN for them."""
+    return isinstance(x, float) and not math.isnan(x)
+
+
 def plot_records(records: dict[str, dict], figsize=None) -> Figure:
     """The in-training validations of several runs (`checkpoint_record`s, by label), against steps and against
     hours of step time: a row per recorded measure (`VAL_CURVES`), the same colour for one run throughout.
     Runs whose steps cost differently (a CNN and a transformer) are compared at an equal budget on the right."""
     def points(rec, k):  # (step, value) where the run measured k (older checkpoints lack the 0 dB ones, or hold nan)
-        return [(v["step"], v[k]) for v in rec["val_history"] if isinstance(v.get(k), float) and not math.isnan(v[k])]
+        return [(v["step"], v[k]) for v in rec["val_history"] if _measured(v.get(k))]
 
     keys = [k for k in VAL_CURVES if any(points(r, k) for r in records.values())]
     if not keys:
@@ -369,7 +374,7 @@ def plot_records(records: dict[str, dict], figsize=None) -> Figure:
 
 def _cell(x) -> str:
     """A validation measure in a table: 3 decimals, "-" where the run did not measure it (older records)."""
-    return "-" if x is None or math.isnan(x) else f"{x:.3f}"
+    return f"{x:.3f}" if _measured(x) else "-"
 
 
 def record_markdown(rec: dict, every: int = 1000) -> str:
